@@ -1,0 +1,48 @@
+namespace Deq.Solvers;
+
+/// <summary>Which residual the tolerance applies to.</summary>
+public enum StopMode
+{
+    /// <summary>||f(z) - z|| &lt;= Tol.</summary>
+    Absolute,
+    /// <summary>||f(z) - z|| / ||f(z)|| &lt;= Tol (the paper's default).</summary>
+    Relative,
+}
+
+/// <summary>The vector norm residuals are measured in, per batch element.</summary>
+public enum ResidualNorm
+{
+    /// <summary>Euclidean norm.</summary>
+    L2,
+    /// <summary>Largest absolute entry.</summary>
+    Max,
+}
+
+/// <summary>Options every solver shares. Immutable; construct with named arguments.</summary>
+/// <param name="MaxIter">Most solver steps (the bound on iterations, not on f evaluations).</param>
+/// <param name="Tol">Stop once every batch element's residual is at or below this.</param>
+/// <param name="Stop">Absolute or relative residual.</param>
+/// <param name="Norm">Norm of the residual, per batch element.</param>
+/// <param name="DivergenceFactor">Give up when the worst residual exceeds this multiple of its lowest so far.</param>
+public sealed record SolverOptions(
+    int MaxIter = 50,
+    double Tol = 1e-6,
+    StopMode Stop = StopMode.Relative,
+    ResidualNorm Norm = ResidualNorm.L2,
+    double DivergenceFactor = 1e4)
+{
+    /// <summary>50 iterations, relative tolerance 1e-6, L2 norm.</summary>
+    public static SolverOptions Default { get; } = new();
+
+    /// <summary>Throws an <see cref="ArgumentOutOfRangeException"/> naming the first bad option.</summary>
+    public SolverOptions Validate()
+    {
+        if (MaxIter <= 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxIter), MaxIter, "SolverOptions.MaxIter must be positive.");
+        if (!(Tol > 0) || double.IsInfinity(Tol))
+            throw new ArgumentOutOfRangeException(nameof(Tol), Tol, "SolverOptions.Tol must be a positive finite number.");
+        if (!(DivergenceFactor > 1))
+            throw new ArgumentOutOfRangeException(nameof(DivergenceFactor), DivergenceFactor, "SolverOptions.DivergenceFactor must exceed 1.");
+        return this;
+    }
+}

@@ -1,0 +1,71 @@
+/// Random small problems in float64, reproducible from a seed that FsCheck generates.
+module Deq.Tests.Support.Generators
+
+open FsCheck
+open FsCheck.FSharp
+open TorchSharp
+
+type Tensor = torch.Tensor
+type Generator = torch.Generator
+type ScalarType = torch.ScalarType
+
+
+/// FsCheck settings for every property: a fixed replay seed keeps runs identical.
+let fsConfig maxTest =
+    { Expecto.FsCheckConfig.defaultConfig with maxTest = maxTest; replay = Some(20191208UL, 9UL, None) }
+
+/// A generator of its own, so tests never depend on torch's global RNG state.
+let generator (seed: int) = new Generator(uint64 seed, torch.CPU)
+
+/// A random n x n matrix scaled to spectral norm rho (< 1 makes z -> A z + b a contraction).
+let contractive (g: Generator) (n: int) (rho: float) =
+    let a = torch.randn([| int64 n; int64 n |], dtype = ScalarType.Float64, generator = g)
+    let s = torch.linalg.svdvals(a).max().item<float>()
+    a * (rho / s)
+
+/// A linear contraction z -> z A^T + b over a batch, and its exact fixed point.
+type LinearProblem =
+    { Seed: int; N: int; Batch: int; Rho: float }
+    member p.Build() =
+        use g = generator p.Seed
+        let a = contractive g p.N p.Rho
+        let b = torch.randn([| int64 p.Batch; int64 p.N |], dtype = ScalarType.Float64, generator = g)
+        let f (z: Tensor) = torch.matmul(z, a.T) + b
+        let eye = torch.eye(int64 p.N, dtype = ScalarType.Float64)
+        let exact = torch.linalg.solve(eye - a, b.T).T
+        a, b, f, exact
+
+/// tanh(W z + U x + c) with ||W||_2 = Rho: a contraction since tanh is 1-Lipschitz.
+type TanhProblem =
+    { Seed: int; N: int; Batch: int; Rho: float }
+    member p.Build() =
+        use g = generator p.Seed
+        let w = contractive g p.N p.Rho
+        let u = torch.randn([| int64 p.N; int64 p.N |], dtype = ScalarType.Float64, generator = g)
+        let c = torch.randn([| int64 p.N |], dtype = ScalarType.Float64, generator = g)
+        let x = torch.randn([| int64 p.Batch; int64 p.N |], dtype = ScalarType.Float64, generator = g)
+        let injection = torch.matmul(x, u.T) + c
+        let f (z: Tensor) = torch.tanh(torch.matmul(z, w.T) + injection)
+        w, f
+
+let private sizes rhoLo rhoHi =
+    gen {
+        let! seed = Gen.choose (0, 1_000_000)
+        let! n = Gen.choose (2, 12)
+        let! batch = Gen.choose (1, 4)
+        let! rhoPercent = Gen.choose (int (rhoLo * 100.), int (rhoHi * 100.))
+        return seed, n, batch, float rhoPercent / 100.
+    }
+
+let linearProblems rhoLo rhoHi =
+    sizes rhoLo rhoHi
+    |> Gen.map (fun (s, n, b, r) -> { LinearProblem.Seed = s; N = n; Batch = b; Rho = r })
+    |> Arb.fromGen
+
+let tanhProblems rhoLo rhoHi =
+    sizes rhoLo rhoHi
+    |> Gen.map (fun (s, n, b, r) -> { TanhProblem.Seed = s; N = n; Batch = b; Rho = r })
+    |> Arb.fromGen
+
+/// The largest element of |a - b|.
+let maxAbsDiff (a: Tensor) (b: Tensor) = (a - b).abs().max().item<float>()
