@@ -94,12 +94,12 @@ public sealed class AdaptiveLogSoftmax : nn.Module
         using var scope = torch.NewDisposeScope();
         var head = HeadLogProbs(hidden, tied);
         long n0 = Clusters.Size(0);
-        var parts = new List<Tensor> { head[.., ..(int)n0] };
+        var parts = new List<Tensor> { head.narrow(1, 0, n0) };
         for (int i = 1; i < Clusters.Count; i++)
         {
             var (w, p) = Cluster(i, tied);
             var tail = nn.functional.log_softmax(Logits(hidden, w, out_biases[i], p), -1);
-            parts.Add(head[.., (int)(n0 + i - 1)..(int)(n0 + i)] + tail);
+            parts.Add(head.narrow(1, n0 + i - 1, 1) + tail);
         }
         return torch.cat(parts, 1).MoveToOuterDisposeScope();
     }
@@ -134,7 +134,7 @@ public sealed class AdaptiveLogSoftmax : nn.Module
             {
                 var (w, p) = Cluster(i, tied);
                 var tail = nn.functional.log_softmax(Logits(hidden.index_select(0, idx), w, out_biases[i], p), -1);
-                lp = headRows[.., (int)(n0 + i - 1)] + tail.gather(1, local.unsqueeze(1)).squeeze(1);
+                lp = headRows.select(1, n0 + i - 1) + tail.gather(1, local.unsqueeze(1)).squeeze(1);
             }
             nll = nll.index_copy(0, idx, -lp);
         }

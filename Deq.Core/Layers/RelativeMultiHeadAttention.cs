@@ -71,7 +71,7 @@ public sealed class RelativeMultiHeadAttention : nn.Module
         if (PreLayerNorm) cat = LayerNorms.Plain(cat);
         var heads = qkv_net.Forward(cat) + injection;                 // [B, K, 3 H dh]
         var qkv = heads.chunk(3, -1);
-        var q = qkv[0][.., (int)m..].reshape(b, t, h, dh);
+        var q = qkv[0].narrow(1, m, t).reshape(b, t, h, dh);
         var key = qkv[1].reshape(b, k, h, dh);
         var value = qkv[2].reshape(b, k, h, dh);
         var r = r_net.Forward(positions).reshape(k, h, dh);

@@ -1,0 +1,73 @@
+using Deq.Layers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Deq.Models;
+
+/// <summary>
+/// f of a DEQ-TrellisNet bound to one segment: its injection, carried states and dropout masks are fixed,
+/// so <see cref="F"/> is one function z -> f(z; x) over z = [h; c] shaped [B, T, 2 h_size].
+/// f(z)_t: a = inject(x)_t + conv_k(h)_t (h padded with the carried states), split into gates i, o, g, f;
+/// c_t = sigma(f) * c_{t-1} + sigma(i) * tanh(g), h_t = sigma(o) * tanh(c_t)  (TrellisNet's LSTM activation).
+/// </summary>
+public sealed class TrellisNetCell
+{
+    readonly CausalConv1d _conv;
+    readonly Tensor? _weightDrop;
+    readonly long _hs;
+
+    internal TrellisNetCell(CausalConv1d conv, Tensor? weightDrop, Tensor embedded, Tensor injection, Tensor memoryZ, Tensor memoryX, Tensor? hiddenMask, long hSize)
+    {
+        (_conv, _weightDrop, _hs) = (conv, weightDrop, hSize);
+        Embedded = embedded;
+        Injection = injection;
+        MemoryZ = memoryZ;
+        MemoryX = memoryX;
+        HiddenMask = hiddenMask;
+        long k = conv.KernelSize;
+        LeftH = memoryZ.narrow(1, memoryZ.shape[1] - (k - 1), k - 1).narrow(2, 0, hSize);
+        LastC = memoryZ.narrow(1, memoryZ.shape[1] - 1, 1).narrow(2, hSize, hSize);
+        F = Apply;
+    }
+
+    /// <summary>The embedded segment x [B, T, d_embed].</summary>
+    public Tensor Embedded { get; }
+    /// <summary>The injection inject(x) [B, T, 4 h_size].</summary>
+    public Tensor Injection { get; }
+    /// <summary>Carried states [B, max(k-1,1), 2 h_size].</summary>
+    public Tensor MemoryZ { get; }
+    /// <summary>Carried embedded inputs [B, k-1, d_embed].</summary>
+    public Tensor MemoryX { get; }
+    /// <summary>Dropout mask on h entering the convolution, [B, 1, h_size], or null.</summary>
+    public Tensor? HiddenMask { get; }
+    /// <summary>The h part of the carried states that pads the convolution, [B, k-1, h_size].</summary>
+    public Tensor LeftH { get; }
+    /// <summary>The carried c of the last position, [B, 1, h_size].</summary>
+    public Tensor LastC { get; }
+    /// <summary>z -> f(z; x).</summary>
+    public Func<Tensor, Tensor> F { get; }
+    /// <summary>The initial guess: zeros [B, T, 2 h_size].</summary>
+    public Tensor Z0 => torch.zeros(Injection.shape[0], Injection.shape[1], 2 * _hs, dtype: Injection.dtype, device: Injection.device);
+
+    Tensor Apply(Tensor z)
+    {
+        var h = z.narrow(2, 0, _hs);
+        var c = z.narrow(2, _hs, _hs);
+        var pre = Injection + _conv.Forward(VariationalDropout.Apply(h, HiddenMask), VariationalDropout.Apply(LeftH, HiddenMask), _weightDrop is null ? null : _conv.Weight(_weightDrop));
+        var gates = pre.chunk(4, -1);    // the reference's order: i, o, g, f
+        var cPrev = torch.cat([LastC, c.narrow(1, 0, c.shape[1] - 1)], 1);
+        var cNew = torch.sigmoid(gates[3]) * cPrev + torch.sigmoid(gates[0]) * torch.tanh(gates[2]);
+        var hNew = torch.sigmoid(gates[1]) * torch.tanh(cNew);
+        return torch.cat([hNew, cNew], -1);
+    }
+
+    /// <summary>The state for the next segment: the last states and inputs of [memory; segment], detached.</summary>
+    public TrellisMemory NextMemory(Tensor zStar)
+    {
+        using var _ = torch.no_grad();
+        long keepZ = MemoryZ.shape[1], keepX = MemoryX.shape[1];
+        var z = torch.cat([MemoryZ, zStar.detach()], 1);
+        var x = torch.cat([MemoryX, Embedded.detach()], 1);
+        return new TrellisMemory(z.narrow(1, z.shape[1] - keepZ, keepZ).contiguous(), x.narrow(1, x.shape[1] - keepX, keepX).contiguous());
+    }
+}
