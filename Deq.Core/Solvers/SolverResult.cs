@@ -13,6 +13,8 @@ public enum SolverStatus
     Diverged,
     /// <summary>f returned NaN or Inf; the lowest finite iterate is returned.</summary>
     NonFinite,
+    /// <summary>The solve threw; see the reason. Used where an exception cannot propagate (inside backward).</summary>
+    Faulted,
     /// <summary>An evaluation budget set by <see cref="SolverCombinators.WithBudget"/> ran out.</summary>
     BudgetExhausted,
 }
@@ -53,6 +55,12 @@ public sealed record SolverResult(
 
     /// <summary>The residual trace in the stop mode's measure.</summary>
     public IReadOnlyList<double> Trace(StopMode mode) => mode == StopMode.Absolute ? AbsTrace : RelTrace;
+
+    /// <summary>A result for a solve that threw <paramref name="error"/>, with an empty value and no residuals.</summary>
+    public static SolverResult Faulted(Exception error, long batch) =>
+        new(TorchSharp.torch.empty(0), SolverStatus.Faulted, $"{error.GetType().Name}: {error.Message}", 0, 0,
+            Enumerable.Repeat(double.NaN, (int)batch).ToArray(), Enumerable.Repeat(double.NaN, (int)batch).ToArray(),
+            [], [], new bool[batch], "faulted");
 
     /// <inheritdoc />
     public override string ToString() =>

@@ -1,0 +1,165 @@
+module Deq.Tests.Implicit.ImplicitGradientTests
+
+open System
+open Expecto
+open FsCheck.FSharp
+open TorchSharp
+open Deq.Solvers
+open Deq.Implicit
+open Deq.Tests.Support.Generators
+open Deq.Tests.Support.DeqProblems
+
+let private implicitTight = EquilibriumOptions(Forward = tight, Backward = tight, Gradient = GradientMode.Implicit)
+
+/// Gradient through `steps` plain applications of f from z0, by ordinary autograd.
+let private unrolledGradient (layer: Layer) steps =
+    gradients layer (EquilibriumOptions(Gradient = GradientMode.Unrolled steps)) |> fst
+
+[<Tests>]
+let implicitGradient =
+    testList "implicit gradient" [
+        testPropertyWithConfig (fsConfig 6) "matches central finite differences to 1e-6 (every parameter and x)" <|
+            Prop.forAll (layerSpecs 4 0.8) (fun spec ->
+                use scope = torch.NewDisposeScope()
+                let layer = spec.Build()
+                let implicit, eq = gradients layer implicitTight
+                let fd = finiteDifferences layer 1e-5
+                Expect.isTrue eq.Forward.Converged $"forward: {eq.Forward}"
+                Expect.isLessThan (relativeError implicit fd) 1e-6 "relative error vs finite differences")
+
+        testPropertyWithConfig (fsConfig 8) "matches autograd through 500 unrolled iterations to 1e-6" <|
+            Prop.forAll (layerSpecs 8 0.9) (fun spec ->
+                use scope = torch.NewDisposeScope()
+                let layer = spec.Build()
+                let implicit, _ = gradients layer implicitTight
+                // rho <= 0.9: 0.9^500 ~ 1e-23, so 500 steps sit at the fixed point in float64.
+                let unrolled = unrolledGradient layer 500
+                Expect.isLessThan (relativeError implicit unrolled) 1e-6 "relative error vs unrolled")
+
+        testPropertyWithConfig (fsConfig 6) "phantom gradient approaches the implicit gradient as k grows" <|
+            Prop.forAll (layerSpecs 6 0.8) (fun spec ->
+                use scope = torch.NewDisposeScope()
+                let layer = spec.Build()
+                let implicit, _ = gradients layer implicitTight
+                let errorAt k =
+                    let g, _ = gradients layer (EquilibriumOptions(Forward = tight, Gradient = GradientMode.Phantom(k, 0.5)))
+                    relativeError g implicit
+                let errors = [ 1; 4; 16; 64; 256 ] |> List.map errorAt
+                for a, b in List.pairwise errors do
+                    Expect.isLessThanOrEqual b (a + 1e-12) $"error does not grow with k: {errors}"
+                Expect.isLessThan (List.last errors) 1e-6 $"k = 256 is close: {errors}")
+
+        test "the backward solver's tolerance is honoured and reported" {
+            use scope = torch.NewDisposeScope()
+            let layer = { Seed = 3; N = 6; Batch = 2; Rho = 0.9 }.Build()
+            let implicit, _ = gradients layer implicitTight
+            for tol in [ 1e-3; 1e-6; 1e-9 ] do
+                let backward = Anderson.Create(SolverOptions(MaxIter = 500, Tol = tol, Stop = StopMode.Absolute))
+                let g, eq = gradients layer (EquilibriumOptions(Forward = tight, Backward = backward))
+                let stats = backwardOf eq
+                Expect.isTrue stats.Converged $"tol {tol}: {stats}"
+                Expect.isLessThanOrEqual stats.AbsLowest tol "residual within tol"
+                // Error of g is at most residual / (1 - rho) per adjoint, amplified by ||df/dtheta||.
+                Expect.isLessThan (relativeError g implicit) (tol * 1e3) $"gradient error tracks tol {tol}"
+        }
+
+        test "forward stats are per batch element; Backward is null before backward runs" {
+            use scope = torch.NewDisposeScope()
+            let layer = { Seed = 4; N = 5; Batch = 3; Rho = 0.7 }.Build()
+            let eq = Equilibrium.Solve(layer.F, layer.Z0, implicitTight)
+            Expect.equal eq.Forward.AbsResidual.Length 3 "per element"
+            Expect.isTrue eq.Forward.Converged "converged"
+            Expect.isNull (box eq.Backward) "no backward yet"
+            Expect.isTrue eq.Z.requires_grad "attached to autograd"
+            use noGrad = torch.no_grad()
+            let evalEq = Equilibrium.Solve(layer.F, layer.Z0, implicitTight)
+            Expect.isFalse evalEq.Z.requires_grad "no graph in evaluation"
+        }
+    ]
+
+[<Tests>]
+let failures =
+    testList "failed backward solves" [
+        test "a backward solve that runs out of steps is reported, gradients stay finite" {
+            use scope = torch.NewDisposeScope()
+            let layer = { Seed = 5; N = 6; Batch = 2; Rho = 0.95 }.Build()
+            let weak = ForwardIteration.Create(SolverOptions(MaxIter = 2, Tol = 1e-12))
+            let g, eq = gradients layer (EquilibriumOptions(Forward = tight, Backward = weak))
+            Expect.equal (backwardOf eq).Status SolverStatus.MaxIterations $"{backwardOf eq}"
+            Expect.isFalse (backwardOf eq).Converged "not converged"
+            Expect.isTrue (torch.isfinite(g).all().item<bool>()) "finite gradients"
+        }
+
+        test "a diverging adjoint iteration is reported as Diverged, never NaN gradients" {
+            use scope = torch.NewDisposeScope()
+            // f(z) = 1.5 z + x: Broyden finds z* = -2x, but plain iteration on the adjoint
+            // g = 1.5 g + dL/dz* blows up.
+            let x = torch.randn([| 2L; 3L |], dtype = ScalarType.Float64, generator = generator 1).requires_grad_(true)
+            let f = Func<Tensor, Tensor>(fun z -> 1.5 * z + x)
+            let options = EquilibriumOptions(Forward = tight, Backward = ForwardIteration.Create(SolverOptions(MaxIter = 500, Tol = 1e-10)))
+            let eq = Equilibrium.Solve(f, torch.zeros([| 2L; 3L |], dtype = ScalarType.Float64), options)
+            Expect.isLessThan (maxAbsDiff eq.Z (-2.0 * x)) 1e-9 "forward found the unstable fixed point"
+            let g = torch.autograd.grad([| eq.Z.sum() |], [| x |])[0]
+            Expect.isTrue ((backwardOf eq).Status = SolverStatus.Diverged || (backwardOf eq).Status = SolverStatus.NonFinite) $"{backwardOf eq}"
+            Expect.isTrue (torch.isfinite(g).all().item<bool>()) "finite gradients"
+        }
+    ]
+
+[<Tests>]
+let robustness =
+    testList "backward robustness" [
+        test "an exception inside the adjoint solve is recorded, not a process abort" {
+            use scope = torch.NewDisposeScope()
+            let x = torch.ones([| 2L; 3L |], dtype = ScalarType.Float64).requires_grad_(true)
+            let f = Func<Tensor, Tensor>(fun z -> 0.5 * z + x)
+            let throwing = Solver(fun _ _ -> invalidOp "adjoint solver exploded")
+            let eq = Equilibrium.Solve(f, torch.zeros([| 2L; 3L |], dtype = ScalarType.Float64), EquilibriumOptions(Forward = tight, Backward = throwing))
+            let g = torch.autograd.grad([| eq.Z.sum() |], [| x |])[0]
+            Expect.equal (backwardOf eq).Status SolverStatus.Faulted "status Faulted"
+            Expect.stringContains (backwardOf eq).Reason "adjoint solver exploded" "reason carries the message"
+            Expect.equal (g.abs().sum().item<float>()) 0.0 "zero gradient through the faulted equilibrium"
+            Expect.throwsT<InvalidOperationException> eq.ThrowIfBackwardFaulted "the caller can rethrow it"
+        }
+
+        test "an f that ignores z (J = 0) differentiates to the one-step gradient" {
+            use scope = torch.NewDisposeScope()
+            let x = torch.ones([| 2L; 3L |], dtype = ScalarType.Float64).requires_grad_(true)
+            let f = Func<Tensor, Tensor>(fun _ -> 3.0 * x)
+            let eq = Equilibrium.Solve(f, torch.zeros([| 2L; 3L |], dtype = ScalarType.Float64), EquilibriumOptions(Forward = tight, Backward = tight))
+            let g = torch.autograd.grad([| eq.Z.sum() |], [| x |])[0]
+            Expect.isLessThan (maxAbsDiff g (torch.full_like(x, 3.0))) 1e-12 "dz*/dx = 3"
+            Expect.isTrue (backwardOf eq).Converged "adjoint solved"
+        }
+    ]
+
+[<Tests>]
+let memory =
+    test "forward plus backward holds as many live tensors at 200 solver iterations as at 10" {
+        let layer = { Seed = 6; N = 8; Batch = 2; Rho = 0.9 }.Build()
+        // An orthogonal linear map: plain iteration neither converges nor diverges, so both solves
+        // run exactly `iters` steps whatever the tolerance.
+        let q, _ = torch.linalg.qr(torch.randn([| 8L; 8L |], dtype = ScalarType.Float64, generator = generator 6)).ToTuple()
+        let rotate = Func<Tensor, Tensor>(fun z -> torch.matmul(z, q.T) + torch.matmul(layer.X, layer.U.T) + layer.B)
+        let measure iters =
+            let before = torch.Tensor.TotalCount
+            let mutable peak = 0L
+            let counting = Func<Tensor, Tensor>(fun z ->
+                peak <- max peak (torch.Tensor.TotalCount - before)
+                rotate.Invoke z)
+            let solver = ForwardIteration.Create(SolverOptions(MaxIter = iters, Tol = 1e-12))
+            let options = EquilibriumOptions(Forward = solver, Backward = solver)
+            let run () =
+                use scope = torch.NewDisposeScope()
+                let eq = Equilibrium.Solve(counting, layer.Z0, options)
+                // W is not in this map; asking for its gradient would abort libtorch.
+                let grads = torch.autograd.grad([| layer.Loss eq.Z |], [| layer.U; layer.B; layer.X |])
+                Expect.equal eq.Forward.Steps iters "forward ran all steps"
+                Expect.equal (backwardOf eq).Steps iters "backward ran all steps"
+                grads.Count
+            let _ = run ()
+            peak, torch.Tensor.TotalCount - before
+        let peak10, left10 = measure 10
+        let peak200, left200 = measure 200
+        Expect.equal peak200 peak10 "peak live tensors independent of iterations"
+        Expect.equal (left10, left200) (0L, 0L) "nothing leaks"
+    }
