@@ -26,7 +26,7 @@ let layers =
         test "weight norm: w = g v / ||v|| per output row, and equals v at initialisation" {
             use scope = torch.NewDisposeScope()
             torch.manual_seed(3L) |> ignore
-            let lin = new WeightNormLinear(5L, 4L, weightNorm = true)
+            use lin = new WeightNormLinear(5L, 4L, weightNorm = true)
             lin.``to``(ScalarType.Float64) |> ignore
             Expect.isLessThan (maxAbsDiff (lin.Weight()) lin.weight) 1e-6 "initial weight is v (g was set in float32)"
             use _ = torch.no_grad()
@@ -53,8 +53,8 @@ let layers =
             use scope = torch.NewDisposeScope()
             torch.manual_seed(5L) |> ignore
             let clusters = AdaptiveClusters(30L, 8L, 6L, [| 10; 20 |], 2)
-            let emb = new AdaptiveEmbedding(clusters, initStd = 0.3, projInitStd = 0.3)
-            let soft = new AdaptiveLogSoftmax(clusters, initStd = 0.3, projInitStd = 0.3)
+            use emb = new AdaptiveEmbedding(clusters, initStd = 0.3, projInitStd = 0.3)
+            use soft = new AdaptiveLogSoftmax(clusters, initStd = 0.3, projInitStd = 0.3)
             emb.``to``(ScalarType.Float64) |> ignore
             soft.``to``(ScalarType.Float64) |> ignore
             let hidden = randn 1 [| 12L; 6L |]
@@ -71,8 +71,8 @@ let layers =
             use scope = torch.NewDisposeScope()
             let v, d, dp = 30L, 8L, 6L
             let clusters = AdaptiveClusters(v, d, dp, [| 10; 20 |], 2)
-            let emb = new AdaptiveEmbedding(clusters)
-            let soft = new AdaptiveLogSoftmax(clusters)
+            use emb = new AdaptiveEmbedding(clusters)
+            use soft = new AdaptiveLogSoftmax(clusters)
             // tables 10x8 + 10x4 + 10x2, projections 6x(8+4+2)
             Expect.equal (paramCount emb) (10L * 8L + 10L * 4L + 10L * 2L + dp * (8L + 4L + 2L)) "embedding"
             // biases V, head projection 6x8 (untied), cluster weight 2x8 and bias 2
@@ -80,9 +80,9 @@ let layers =
         }
 
         test "bad sizes give clear exceptions" {
-            Expect.throwsT<System.ArgumentException> (fun () -> AdaptiveClusters(10L, 4L, 4L, [| 5; 3 |]) |> ignore) "decreasing cutoffs"
             use scope = torch.NewDisposeScope()
-            let lin = new WeightNormLinear(3L, 2L)
+            Expect.throwsT<System.ArgumentException> (fun () -> AdaptiveClusters(10L, 4L, 4L, [| 5; 3 |]) |> ignore) "decreasing cutoffs"
+            use lin = new WeightNormLinear(3L, 2L)
             Expect.throwsT<System.ArgumentException> (fun () -> lin.Forward(torch.zeros(4L, 5L)) |> ignore) "wrong width"
         }
     ]

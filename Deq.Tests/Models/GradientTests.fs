@@ -40,15 +40,16 @@ let private check (m: torch.nn.Module) (named: (string * Tensor) list) (loss: Eq
         let scale = max (abs fd) (1e-3 * gi.norm().item<float>() * d.norm().item<float>())
         let relFd = abs (fd - analytic) / scale
         Expect.isLessThan relFd 1e-5 $"{name}: implicit vs finite difference ({analytic} vs {fd}), relative error {relFd:E2}"
+        settle ()
         printfn $"{name}: {watch.ElapsedMilliseconds} ms, unrolled rel {rel:E1}, fd rel {relFd:E1}, forward {eq.Forward.Steps} steps"
 
 [<Tests>]
 let gradients =
     testList "implicit gradients of the DEQ models (float64)" [
         test "DEQ-Transformer: implicit = unrolled = finite differences" {
+            use scope = torch.NewDisposeScope()
             use m = transformer 21 (Tiny.Transformer(weightNorm = true))
             let x, y = tokens 22 2 4 20, tokens 23 2 4 20
-            use scope = torch.NewDisposeScope()
             let memory = m.Forward(tokens 24 2 3 20, null, tight GradientMode.Implicit).Memory
             let loss (o: EquilibriumOptions) =
                 let out = m.Forward(x, memory, o)
@@ -61,9 +62,9 @@ let gradients =
         }
 
         test "DEQ-TrellisNet: implicit = unrolled = finite differences" {
+            use scope = torch.NewDisposeScope()
             use m = trellis 31 (Tiny.Trellis(kernel = 3))
             let x, y = tokens 32 2 4 20, tokens 33 2 4 20
-            use scope = torch.NewDisposeScope()
             let memory = m.Forward(tokens 34 2 3 20, null, tight GradientMode.Implicit).Memory
             let loss (o: EquilibriumOptions) =
                 let out = m.Forward(x, memory, o)

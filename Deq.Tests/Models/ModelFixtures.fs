@@ -22,6 +22,13 @@ let required (what: string) (x: 'a | null) : 'a =
     | null -> failwith $"{what} is null"
     | v -> v
 
+/// Finalises garbage now: TorchSharp leaves some tensors (e.g. optimizer and autograd internals) to finalizers,
+/// which must not run later inside a test that counts live tensors.
+let settle () =
+    GC.Collect()
+    GC.WaitForPendingFinalizers()
+    GC.Collect()
+
 /// Number of scalar parameters of a module.
 let paramCount (m: torch.nn.Module) = m.parameters() |> Seq.sumBy (fun p -> p.numel())
 

@@ -12,7 +12,7 @@ open Deq.Tests.Models.ModelFixtures
 
 /// Runs `steps` Adam steps of `stepLoss` (step index -> loss); returns the losses and the mean step time.
 let private train (parameters: seq<TorchSharp.Modules.Parameter>) (lr: float) (steps: int) (stepLoss: int -> Tensor) =
-    let opt = torch.optim.Adam(parameters, lr = lr)
+    use opt = torch.optim.Adam(parameters, lr = lr)
     let watch = Stopwatch.StartNew()
     let losses =
         [ for step in 0 .. steps - 1 do
@@ -41,6 +41,7 @@ let private corpus () =
 let private lmTraining (name: string) (ids: int64[]) (vocab: int) =
     testList name [
         test "DEQ-Transformer: loss decreases over 3 Adam steps (pretrain step, then implicit)" {
+            use scope = torch.NewDisposeScope()
             torch.manual_seed(41L) |> ignore
             let cfg = DeqTransformerConfig(NToken = vocab, Schedule = EquilibriumSchedule(PretrainSteps = 1, UnrolledLayers = 4, ForwardIterations = 20, BackwardIterations = 20))
             use m = new DeqTransformerLM(cfg)
@@ -53,10 +54,12 @@ let private lmTraining (name: string) (ids: int64[]) (vocab: int) =
             let losses, ms = train (m.parameters()) 1e-2 3 (fun step -> let out = m.Forward(x, null, step) in m.Loss(out.Hidden, y))
             let after = eval ()
             printfn $"DEQ-Transformer tiny ({paramCount m} params): losses %A{losses}, eval {before:F4} -> {after:F4}, {ms:F0} ms/step"
+            settle ()
             Expect.isLessThan after before "loss decreased"
         }
 
         test "DEQ-TrellisNet: loss decreases over 3 Adam steps (pretrain step, then implicit)" {
+            use scope = torch.NewDisposeScope()
             torch.manual_seed(42L) |> ignore
             let cfg = DeqTrellisNetConfig(NToken = vocab, Schedule = EquilibriumSchedule(PretrainSteps = 1, UnrolledLayers = 8, ForwardIterations = 30, BackwardIterations = 30))
             use m = new DeqTrellisNetLM(cfg)
@@ -69,6 +72,7 @@ let private lmTraining (name: string) (ids: int64[]) (vocab: int) =
             let losses, ms = train (m.parameters()) 1e-2 3 (fun step -> let out = m.Forward(x, null, step) in m.Loss(out.Hidden, y))
             let after = eval ()
             printfn $"DEQ-TrellisNet tiny ({paramCount m} params): losses %A{losses}, eval {before:F4} -> {after:F4}, {ms:F0} ms/step"
+            settle ()
             Expect.isLessThan after before "loss decreased"
         }
     ]
@@ -82,6 +86,7 @@ let training =
         | None -> ptestCase "first 3000 PTB tokens (data absent)" ignore
 
         test "copy memory: loss decreases over 3 Adam steps, scored on the last 10 positions" {
+            use scope = torch.NewDisposeScope()
             torch.manual_seed(43L) |> ignore
             use m = new CopyMemoryModel(CopyMemoryConfig.Tiny)
             m.train()
@@ -98,6 +103,7 @@ let training =
             let losses, ms = train (m.parameters()) 1e-2 3 (fun _ -> CopyMemoryModel.Loss(m.Forward(x, options).Logits, digits))
             let after = eval ()
             printfn $"Copy memory tiny ({paramCount m} params): losses %A{losses}, {before:F4} -> {after:F4}, {ms:F0} ms/step"
+            settle ()
             Expect.isLessThan after before "loss decreased"
         }
 

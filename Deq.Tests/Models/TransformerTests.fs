@@ -27,6 +27,7 @@ let private expectedParams (c: DeqTransformerConfig) =
 let shapes =
     testList "DEQ-Transformer shapes and sizes" [
         test "parameter count matches the formula, with and without weight norm" {
+            use scope = torch.NewDisposeScope()
             for wn in [ false; true ] do
                 let c = Tiny.Transformer(weightNorm = wn)
                 use m = transformer 1 c

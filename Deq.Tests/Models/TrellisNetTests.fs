@@ -23,6 +23,7 @@ let private expectedParams (c: DeqTrellisNetConfig) =
 let shapes =
     testList "DEQ-TrellisNet shapes and sizes" [
         test "parameter count matches the formula, with and without weight norm" {
+            use scope = torch.NewDisposeScope()
             for wn in [ false; true ] do
                 for k in [ 1; 2; 3 ] do
                     let c = Tiny.Trellis(weightNorm = wn, kernel = k)
