@@ -1,11 +1,23 @@
 using Deq.Cli;
 
-return args.FirstOrDefault() switch
+try
 {
-    "solvers" => SolverComparison.Run(args[1..]),
-    null or "-h" or "--help" or "help" => Usage(0),
-    var other => Usage(2, $"unknown command '{other}'"),
-};
+    return args.FirstOrDefault() switch
+    {
+        "solvers" => SolverComparison.Run(args[1..]),
+        "train" => TrainCommand.Run(args[1..]),
+        "data" => DataCommand.Run(args[1..]),
+        null or "-h" or "--help" or "help" => Usage(0),
+        var other => Usage(2, $"unknown command '{other}'"),
+    };
+}
+catch (Exception e) when (e is ArgumentException or IOException or InvalidOperationException or UnauthorizedAccessException)
+{
+    // Bad input: the message names the problem; a stack trace would only hide it.
+    Console.Error.WriteLine($"deq: {e.Message}");
+    return 2;
+}
+
 
 static int Usage(int code, string? error = null)
 {
@@ -17,6 +29,16 @@ static int Usage(int code, string? error = null)
           solvers [--width N] [--batch B] [--rho R] [--seed S]
                   Compare forward iteration, Anderson and Broyden on a random contractive
                   tanh layer: f evaluations, residual and wall time to tolerance.
+          train --model NAME --corpus DIR [--steps N] [--batch B] [--bptt L] [--lr X] [--warmup N]
+                [--seed S] [--clip C] [--eval-every N] [--eval-segments N] [--checkpoint PATH]
+                [--checkpoint-every N] [--resume] [--log FILE.jsonl] [--device auto|cpu|cuda] [--dtype float32|float64]
+                  Train a registered language model (lstm-tiny, ...) on a corpus directory with Adam,
+                  warmup + cosine decay and gradient clipping; reports validation perplexity.
+                  Ctrl+C stops cleanly and writes the checkpoint; --resume continues it bit-for-bit.
+          data download --corpus ptb|wikitext-2|wikitext-103 --dir DIR [--archive FILE]
+                  Fetch the public archive (or use a local one) and put the three split files in DIR.
+          data info --dir DIR
+                  Read a corpus directory and print its vocabulary and token counts.
         """);
     return code;
 }

@@ -70,7 +70,7 @@ public static class LanguageModelTask
                 var (input, target) = Batching.Segment(valid, i, evalLength);
                 var output = model.Forward(input, mem);
                 var sum = nn.functional.cross_entropy(output.Logits.reshape(-1, output.Logits.shape[^1]), target.reshape(-1), reduction: nn.Reduction.Sum);
-                nll += sum.item<double>();
+                nll += sum.ToDouble();
                 tokens += target.NumberOfElements;
                 mem?.Dispose();
                 mem = output.Memory?.detach().MoveToOuterDisposeScope();

@@ -63,7 +63,7 @@ public static class Trainer
             using (var scope = torch.NewDisposeScope())
             {
                 var output = task.Step(new StepContext(step, data));
-                loss = output.Loss.item<double>();
+                loss = output.Loss.ToDouble();
                 if (!double.IsFinite(loss))
                     throw new InvalidOperationException($"step {step + 1}: the loss is {loss}; stopping before it reaches the parameters (lower --lr or check the model).");
                 output.Loss.backward();
