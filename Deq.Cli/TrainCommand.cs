@@ -38,6 +38,8 @@ internal static class TrainCommand
         options.Validate();
         var taskOptions = new LanguageModelTaskOptions(new SegmentOptions(o.Int("batch"), o.Int("bptt")), o.Int("eval-batch"), EvalSegments: o.Int("eval-segments")).Validate();
 
+        if (!ModelRegistry.Default.Factories.ContainsKey(o.Text("model")))
+            throw new ArgumentException($"unknown --model '{o.Text("model")}'; registered: {string.Join(", ", ModelRegistry.Default.Names)}");
         using var corpus = Corpus.Load(corpusDir);
         Console.WriteLine($"{corpus.Name}: vocabulary {corpus.Vocabulary.Count:N0}, train {corpus.Train.shape[0]:N0} tokens, valid {corpus.Valid.shape[0]:N0}; model {o.Text("model")} on {device}");
         var model = ModelRegistry.Default.Create(o.Text("model"), new LanguageModelSpec(corpus.Vocabulary.Count, device, dtype, options.Seed));
