@@ -4,7 +4,7 @@ try
 {
     return Dispatch(args);
 }
-catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException)
+catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException)
 {
     // Bad input and environment problems: one clear line, no stack trace.
     Console.Error.WriteLine($"deq: {e.Message}");
@@ -15,6 +15,8 @@ static int Dispatch(string[] args) => args.FirstOrDefault() switch
 {
     "solvers" => SolverComparison.Run(args[1..]),
     "reproduce" => Reproduce.Run(args[1..]),
+    "train" => TrainCommand.Run(args[1..]),
+    "data" => DataCommand.Run(args[1..]),
     null or "-h" or "--help" or "help" => Usage(0),
     var other => Usage(2, $"unknown command '{other}'"),
 };
@@ -32,6 +34,16 @@ static int Usage(int code, string? error = null)
           reproduce [--scale smoke|small|large|paper] [--only NAME,...]
                   Run every notebook in Deq.Notebooks headless (pinned dotnet-repl) and write
                   the tables, figures and executed notebooks to paper-figures/.
+          train --model NAME --corpus DIR [--steps N] [--batch B] [--bptt L] [--lr X] [--warmup N]
+                [--seed S] [--clip C] [--eval-every N] [--eval-segments N] [--checkpoint PATH]
+                [--checkpoint-every N] [--resume] [--log FILE.jsonl] [--device auto|cpu|cuda] [--dtype float32|float64]
+                  Train a registered language model (lstm-tiny, ...) on a corpus directory with Adam,
+                  warmup + cosine decay and gradient clipping; reports validation perplexity.
+                  Ctrl+C stops cleanly and writes the checkpoint; --resume continues it bit-for-bit.
+          data download --corpus ptb|wikitext-2|wikitext-103 --dir DIR [--archive FILE]
+                  Fetch the public archive (or use a local one) and put the three split files in DIR.
+          data info --dir DIR
+                  Read a corpus directory and print its vocabulary and token counts.
         """);
     return code;
 }

@@ -5,13 +5,13 @@ using static TorchSharp.torch;
 
 namespace Deq.Models;
 
-/// <summary>Copy-memory settings: the task length T and the DEQ-Transformer that solves it.</summary>
+/// <summary>Copy-memory settings: the task length T and the DEQ-Transformer that solves it (data: <see cref="Data.CopyMemory"/>).</summary>
 /// <param name="BlankLength">T: blanks between the digits and the recall (sequences are T + 20 long).</param>
 /// <param name="Model">The DEQ-Transformer; its NToken is forced to 10 and it keeps no memory across batches.</param>
 public sealed record CopyMemoryConfig(int BlankLength = 20, DeqTransformerConfig? Model = null)
 {
     /// <summary>The transformer actually used.</summary>
-    public DeqTransformerConfig EffectiveModel => (Model ?? DeqTransformerConfig.Tiny) with { NToken = CopyMemoryTask.Vocabulary, MemLen = 0 };
+    public DeqTransformerConfig EffectiveModel => (Model ?? DeqTransformerConfig.Tiny) with { NToken = CopyMemoryModel.Vocabulary, MemLen = 0 };
 
     /// <summary>
     /// Table 1's setting, T = 400. The paper does not list the copy-memory model's sizes; d_model 32 with
@@ -31,6 +31,11 @@ public sealed record CopyMemoryOutput(Tensor Logits, EquilibriumResult Equilibri
 /// <summary>A DEQ-Transformer for copy memory: embedding, equilibrium, and a linear classifier on the last 10 positions.</summary>
 public sealed class CopyMemoryModel : nn.Module
 {
+    /// <summary>Symbols: 0 blank, 1-8 digits, 9 delimiter.</summary>
+    public const int Vocabulary = 10;
+    /// <summary>Digits to recall, at the last positions.</summary>
+    public const int Digits = 10;
+
     /// <summary>Symbol embedding.</summary>
     public readonly AdaptiveEmbedding embedding;
     /// <summary>Injection and f.</summary>
@@ -46,25 +51,30 @@ public sealed class CopyMemoryModel : nn.Module
     {
         Config = config;
         var c = config.EffectiveModel;
-        embedding = new AdaptiveEmbedding(new AdaptiveClusters(CopyMemoryTask.Vocabulary, c.DModel, c.DModel), scale: true, c.EmbedInitStd);
+        embedding = new AdaptiveEmbedding(new AdaptiveClusters(Vocabulary, c.DModel, c.DModel), scale: true, c.EmbedInitStd);
         core = new DeqTransformerCore(c);
-        classifier = new WeightNormLinear(c.DModel, CopyMemoryTask.Vocabulary, hasBias: true, weightNorm: false, c.InitStd);
+        classifier = new WeightNormLinear(c.DModel, Vocabulary, hasBias: true, weightNorm: false, c.InitStd);
         RegisterComponents();
     }
 
     /// <summary>Logits [B, 10, 10] for the last 10 positions of inputs [B, T+20], and the solver statistics.</summary>
     public CopyMemoryOutput Forward(Tensor inputs, EquilibriumOptions options)
     {
-        if (inputs.dim() != 2 || inputs.shape[1] < CopyMemoryTask.Digits)
+        if (inputs.dim() != 2 || inputs.shape[1] < Digits)
             throw new ArgumentException($"Copy memory expects inputs [B, T+20]; got [{string.Join(", ", inputs.shape)}].", nameof(inputs));
         var c = Config.EffectiveModel;
         var cell = core.Bind(VariationalDropout.Locked(embedding.Forward(inputs), c.Dropout, training), null);
         var eq = Equilibrium.Solve(cell.F, cell.Z0, options);
-        var last = eq.Z.narrow(1, eq.Z.shape[1] - CopyMemoryTask.Digits, CopyMemoryTask.Digits);
+        var last = eq.Z.narrow(1, eq.Z.shape[1] - Digits, Digits);
         return new CopyMemoryOutput(classifier.Forward(VariationalDropout.Locked(last, c.Dropout, training)), eq);
     }
 
-    /// <summary>Mean cross-entropy of logits [B, 10, 10] against the digits [B, 10].</summary>
-    public static Tensor Loss(Tensor logits, Tensor digits) =>
-        nn.functional.cross_entropy(logits.reshape(-1, CopyMemoryTask.Vocabulary), digits.reshape(-1));
+    /// <summary>Mean cross-entropy of logits [B, 10, 10] against targets [B, T+20] (their last 10 are scored) or the digits [B, 10].</summary>
+    public static Tensor Loss(Tensor logits, Tensor targets)
+    {
+        if (targets.dim() != 2 || targets.shape[0] != logits.shape[0] || targets.shape[1] < Digits)
+            throw new ArgumentException($"Copy-memory targets must be [{logits.shape[0]}, >= {Digits}]; got [{string.Join(", ", targets.shape)}].", nameof(targets));
+        var last = targets.narrow(1, targets.shape[1] - Digits, Digits);
+        return nn.functional.cross_entropy(logits.reshape(-1, Vocabulary), last.reshape(-1));
+    }
 }

@@ -59,6 +59,10 @@ public sealed class DeqTrellisNetLM : nn.Module
     public LmOutput<TrellisMemory> Forward(Tensor tokens, TrellisMemory? memory, int step) =>
         Forward(tokens, memory, Config.EffectiveSchedule.OptionsAt(step));
 
+    /// <summary>Log-probabilities [B, T, V] (memory O(B T V): small vocabularies only).</summary>
+    public Tensor LogProbs(Tensor hidden) =>
+        decoder.LogProbs(hidden.reshape(-1, Config.NOut), encoder.Weights()).reshape(hidden.shape[0], hidden.shape[1], Config.NToken);
+
     /// <summary>Mean negative log-likelihood of targets [B, T] under features [B, T, NOut].</summary>
     public Tensor Loss(Tensor hidden, Tensor targets) =>
         decoder.Nll(hidden.reshape(-1, Config.NOut), targets.reshape(-1), encoder.Weights()).mean();

@@ -141,6 +141,9 @@ let memory =
         let q, _ = torch.linalg.qr(torch.randn([| 8L; 8L |], dtype = ScalarType.Float64, generator = generator 6)).ToTuple()
         let rotate = Func<Tensor, Tensor>(fun z -> torch.matmul(z, q.T) + torch.matmul(layer.X, layer.U.T) + layer.B)
         let measure iters =
+            // Finalize other tests' leftover tensors now, not during the count.
+            GC.Collect()
+            GC.WaitForPendingFinalizers()
             let before = torch.Tensor.TotalCount
             let mutable peak = 0L
             let counting = Func<Tensor, Tensor>(fun z ->

@@ -90,11 +90,9 @@ let training =
             torch.manual_seed(43L) |> ignore
             use m = new CopyMemoryModel(CopyMemoryConfig.Tiny)
             m.train()
-            use g = generator 44
-            let batch = CopyMemoryTask.Sample(8, CopyMemoryConfig.Tiny.BlankLength, g)
-            let x, digits = batch.Inputs, batch.Digits
+            use data = Deq.Data.CopyMemory.Generate(Deq.Data.CopyMemoryOptions(T = CopyMemoryConfig.Tiny.BlankLength, TrainSize = 8, TestSize = 1, Seed = 44L))
+            let x, digits = data.TrainX, data.TrainY
             Expect.equal x.shape [| 8L; 40L |] "T + 20 symbols"
-            Expect.equal digits.shape [| 8L; 10L |] "10 digits to recall"
             let options = EquilibriumSchedule(ForwardIterations = 20, BackwardIterations = 20).OptionsAt(0)
             let eval () =
                 use _ = torch.no_grad()
@@ -105,6 +103,23 @@ let training =
             printfn $"Copy memory tiny ({paramCount m} params): losses %A{losses}, {before:F4} -> {after:F4}, {ms:F0} ms/step"
             settle ()
             Expect.isLessThan after before "loss decreased"
+        }
+
+        test "registry entries: [L, B] in, [L, B, V] log-probabilities out, memory carried, solver stats" {
+            use scope = torch.NewDisposeScope()
+            for name in [ "deq-transformer-tiny"; "deq-trellisnet-tiny" ] do
+                let lm = Deq.Training.ModelRegistry.Default.Create(name, Deq.Training.LanguageModelSpec(30, torch.CPU, Seed = 5L))
+                use _ = lm.Module
+                let input = (tokens 6 3 5 30).t()   // [L 5, B 3]
+                let first = lm.Forward.Invoke(input, null)
+                Expect.equal first.Logits.shape [| 5L; 3L; 30L |] $"{name}: logits"
+                Expect.isLessThan (maxAbsDiff (first.Logits.exp().sum(2L).double()) (torch.ones([| 5L; 3L |], dtype = ScalarType.Float64))) 1e-4 $"{name}: log-probabilities"
+                let memory = required "memory" first.Memory
+                let second = lm.Forward.Invoke(input, memory)
+                Expect.equal second.Logits.shape [| 5L; 3L; 30L |] $"{name}: with memory"
+                let stats = (required "stats" second.Stats).Invoke()
+                Expect.isTrue (stats.ForwardSteps.HasValue && stats.ForwardSteps.Value > 0) $"{name}: forward solver steps reported"
+            settle ()
         }
 
         test "the schedule is a pure function of the step: unrolled while pretraining, implicit after" {

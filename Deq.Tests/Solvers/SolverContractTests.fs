@@ -191,6 +191,9 @@ let memory =
                             "anderson", (fun o -> Anderson.Create(o))
                             "broyden", (fun o -> Broyden.Create(o)) ] do
             let measure iters =
+                // Earlier tests' garbage tensors must not be finalized (and uncounted) mid-measurement.
+                GC.Collect()
+                GC.WaitForPendingFinalizers()
                 let before = Tensor.TotalCount
                 let mutable peak = 0L
                 let mutable calls = 0

@@ -1,0 +1,78 @@
+using System.Globalization;
+using Deq.Implicit;
+using Deq.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Deq.Models;
+
+/// <summary>
+/// The DEQ language models as the trainer sees them (<see cref="LanguageModel"/>): time-major [L, B] input,
+/// [L, B, V] log-probabilities as logits (cross-entropy of log-probabilities is the NLL), and the segment
+/// memory packed into one tensor. Registered in <see cref="ModelRegistry.Default"/>.
+/// </summary>
+public static class DeqLanguageModels
+{
+    /// <summary>
+    /// Counts training forward passes to pick the schedule's gradient mode. The trainer's Forward does not
+    /// receive the step, so a resumed run restarts this count (pretraining would repeat): a known gap.
+    /// </summary>
+    sealed class StepCounter
+    {
+        int _step;
+        public int Next(nn.Module m) => m.training && torch.is_grad_enabled() ? _step++ : -1;
+    }
+
+    static Func<SolverStats> Stats(EquilibriumResult eq) => () => new SolverStats(
+        eq.Forward.Steps, eq.Forward.RelLowest, eq.Backward?.Steps, eq.Backward?.RelLowest);
+
+    static Dictionary<string, string> Fingerprint(string name, LanguageModelSpec spec, object config) => new()
+    {
+        ["model.name"] = name,
+        ["model.config"] = config.ToString() ?? "",
+        ["model.vocab"] = spec.VocabSize.ToString(CultureInfo.InvariantCulture),
+        ["model.init_seed"] = spec.Seed.ToString(CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>A DEQ-Transformer for the trainer; memory is [Z; Injection] concatenated on the feature axis, [B, M, d + 3 H dh].</summary>
+    public static LanguageModel Transformer(string name, LanguageModelSpec spec, DeqTransformerConfig config)
+    {
+        var c = config with { NToken = spec.VocabSize };
+        torch.manual_seed(spec.Seed);
+        var m = new DeqTransformerLM(c);
+        m.to(spec.DType).to(spec.Device);
+        var steps = new StepCounter();
+        LanguageModelOutput Forward(Tensor input, Tensor? packed)
+        {
+            TransformerMemory? memory = packed is null ? null
+                : new TransformerMemory(packed.narrow(2, 0, c.DModel), packed.narrow(2, c.DModel, packed.shape[2] - c.DModel));
+            var output = m.Forward(input.t(), memory, steps.Next(m));
+            var logits = m.LogProbs(output.Hidden).transpose(0, 1);
+            var next = output.Memory.Length == 0 ? null : torch.cat([output.Memory.Z, output.Memory.Injection], 2);
+            return new LanguageModelOutput(logits, next, Stats(output.Equilibrium));
+        }
+        return new LanguageModel(m, Forward, Fingerprint(name, spec, c));
+    }
+
+    /// <summary>A DEQ-TrellisNet for the trainer; memory is [Z flattened; X flattened], [B, max(k-1,1) 2 h + (k-1) d_embed].</summary>
+    public static LanguageModel TrellisNet(string name, LanguageModelSpec spec, DeqTrellisNetConfig config)
+    {
+        var c = config with { NToken = spec.VocabSize };
+        torch.manual_seed(spec.Seed);
+        var m = new DeqTrellisNetLM(c);
+        m.to(spec.DType).to(spec.Device);
+        var steps = new StepCounter();
+        long kz = m.trellisnet.CarriedStates, kx = c.KernelSize - 1, zWidth = kz * 2 * c.HSize;
+        LanguageModelOutput Forward(Tensor input, Tensor? packed)
+        {
+            long b = input.shape[1];
+            TrellisMemory? memory = packed is null ? null
+                : new TrellisMemory(packed.narrow(1, 0, zWidth).reshape(b, kz, 2 * c.HSize), packed.narrow(1, zWidth, kx * c.NInp).reshape(b, kx, c.NInp));
+            var output = m.Forward(input.t(), memory, steps.Next(m));
+            var logits = m.LogProbs(output.Hidden).transpose(0, 1);
+            var next = torch.cat([output.Memory.Z.reshape(b, -1), output.Memory.X.reshape(b, -1)], 1);
+            return new LanguageModelOutput(logits, next, Stats(output.Equilibrium));
+        }
+        return new LanguageModel(m, Forward, Fingerprint(name, spec, c));
+    }
+}

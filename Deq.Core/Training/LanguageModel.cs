@@ -1,0 +1,26 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Deq.Training;
+
+/// <summary>A language model's forward pass over one segment.</summary>
+/// <param name="Logits">[L, batch, vocab] next-token logits.</param>
+/// <param name="Memory">State to carry into the next segment (the trainer detaches it); null for none.</param>
+/// <param name="Stats">Solver figures, read after backward; null for models without solvers.</param>
+public sealed record LanguageModelOutput(Tensor Logits, Tensor? Memory, Func<SolverStats>? Stats = null);
+
+/// <summary>
+/// A language model as training sees it: a module plus a forward over a [L, batch] segment of token ids
+/// and the memory from the previous segment (null at the start of a pass).
+/// </summary>
+/// <param name="Module">Parameters and state_dict.</param>
+/// <param name="Forward">(input [L, batch] int64, memory or null) → logits and new memory.</param>
+/// <param name="Config">Configuration fields for the checkpoint fingerprint (sizes, solver settings).</param>
+public sealed record LanguageModel(nn.Module Module, Func<Tensor, Tensor?, LanguageModelOutput> Forward, IReadOnlyDictionary<string, string> Config);
+
+/// <summary>What a model factory is told.</summary>
+/// <param name="VocabSize">Output classes.</param>
+/// <param name="Device">Where the parameters go.</param>
+/// <param name="DType">Floating-point type of the parameters.</param>
+/// <param name="Seed">Initialisation seed (the factory's draws are made under it).</param>
+public sealed record LanguageModelSpec(int VocabSize, Device Device, ScalarType DType = ScalarType.Float32, long Seed = 0);

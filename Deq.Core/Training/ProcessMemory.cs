@@ -1,0 +1,31 @@
+namespace Deq.Training;
+
+/// <summary>Resident memory of this process, from /proc/self/status on Linux (null elsewhere).</summary>
+/// <param name="RssBytes">Current resident set size (VmRSS).</param>
+/// <param name="PeakRssBytes">Peak resident set size (VmHWM).</param>
+public sealed record ProcessMemory(long? RssBytes, long? PeakRssBytes)
+{
+    /// <summary>Reads the current figures; never throws (unreadable: nulls).</summary>
+    public static ProcessMemory Now()
+    {
+        if (!OperatingSystem.IsLinux()) return new(null, null);
+        try
+        {
+            long? rss = null, peak = null;
+            foreach (var line in File.ReadLines("/proc/self/status"))
+            {
+                if (line.StartsWith("VmRSS:")) rss = Kilobytes(line);
+                else if (line.StartsWith("VmHWM:")) peak = Kilobytes(line);
+            }
+            return new(rss, peak);
+        }
+        catch (IOException) { return new(null, null); }
+    }
+
+    // "VmRSS:	  123456 kB"
+    static long? Kilobytes(string line)
+    {
+        var parts = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+        return parts.Length >= 2 && long.TryParse(parts[1], out var kb) ? kb * 1024 : null;
+    }
+}
