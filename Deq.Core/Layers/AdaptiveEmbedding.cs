@@ -12,7 +12,7 @@ public sealed record AdaptiveWeights(IReadOnlyList<Tensor> Tables, IReadOnlyList
 /// <summary>
 /// Adaptive input embedding: a token of cluster i is looked up in a [n_i, d_i] table and projected
 /// to d_proj; with no cutoffs this is a plain embedding. Output is optionally scaled by sqrt(d_proj)
-/// (Transformer-XL's emb_scale).
+/// (Transformer-XL's emb_scale, which the DEQ-Transformer uses; the DEQ-TrellisNet's plain embedding does not scale).
 /// </summary>
 public sealed class AdaptiveEmbedding : nn.Module
 {

@@ -20,7 +20,8 @@ namespace Deq.Models;
 /// <param name="DivVal">Width divisor per adaptive cluster.</param>
 /// <param name="TieWeights">Tie the output tables to the embedding tables.</param>
 /// <param name="TieProjections">Tie the tail clusters' output projections to the embedding's.</param>
-/// <param name="InitStd">f's (and the injection's) parameters ~ N(0, InitStd): the paper's 0.05.</param>
+/// <param name="InitStd">f's (and the injection's) parameters ~ N(0, InitStd): the paper's 0.05 (the reference script's
+/// default init_std is 0.01). Small models need more, about 1/sqrt(d_model): see <see cref="Tiny"/>.</param>
 /// <param name="EmbedInitStd">Embedding tables ~ N(0, EmbedInitStd).</param>
 /// <param name="ProjInitStd">Adaptive projections ~ N(0, ProjInitStd).</param>
 /// <param name="Schedule">Solver and gradient schedule; null for the defaults.</param>

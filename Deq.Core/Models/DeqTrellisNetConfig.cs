@@ -14,13 +14,15 @@ namespace Deq.Models;
 /// <param name="DropoutI">Locked dropout on the embedded input.</param>
 /// <param name="DropoutH">Variational dropout on the hidden state entering the convolution.</param>
 /// <param name="EmbDropout">Word-level embedding dropout (a dropped word type is zero throughout the batch).</param>
-/// <param name="WeightDrop">DropConnect on the convolution's and the injection's weight (direction), sampled once per forward.</param>
+/// <param name="WeightDrop">DropConnect on the convolution's and the injection's weight (direction), sampled once per forward
+/// (the reference's WeightDrop on weight_v).</param>
 /// <param name="WeightNorm">Weight-normalise the convolution and the injection.</param>
 /// <param name="TieWeights">Tie the softmax weight to the embedding.</param>
 /// <param name="Cutoffs">Adaptive embedding/softmax cutoffs; null or empty for a plain softmax.</param>
 /// <param name="DivVal">Width divisor per adaptive cluster.</param>
-/// <param name="InitStd">f's and the injection's parameters ~ N(0, InitStd): the paper's 0.05.</param>
-/// <param name="EmbedInitStd">Embedding ~ N(0, EmbedInitStd).</param>
+/// <param name="InitStd">f's and the injection's parameters ~ N(0, InitStd): the paper's 0.05 (the reference code draws the
+/// convolution from N(0, 0.01) and leaves the injection at PyTorch's default).</param>
+/// <param name="EmbedInitStd">Embedding ~ N(0, EmbedInitStd) (departure: the reference draws it from U(-0.1, 0.1)).</param>
 /// <param name="Schedule">Solver and gradient schedule; null for the defaults.</param>
 public sealed record DeqTrellisNetConfig(
     int NToken = 100,

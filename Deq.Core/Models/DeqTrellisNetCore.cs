@@ -29,6 +29,10 @@ public sealed class DeqTrellisNetCore : nn.Module
         RegisterComponents();
     }
 
+    // Departure from the reference: it pads h with the last state repeated k-1 times and x with zeros at every
+    // segment start; we carry the true last k-1 states and inputs, so consecutive segments compose exactly into
+    // the equilibrium of their concatenation (identical for the paper's k = 2 as far as h is concerned).
+
     /// <summary>Positions of z carried across segments: k-1, but at least 1 (c needs its predecessor).</summary>
     public long CarriedStates => Math.Max(Config.KernelSize - 1, 1);
 

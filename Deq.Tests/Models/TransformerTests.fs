@@ -84,7 +84,7 @@ let private changeAfter (t: int) (a: Tensor) (b: Tensor) =
 [<Tests>]
 let causality =
     testList "DEQ-Transformer causality" [
-        testPropertyWithConfig (fsConfig 12) "f, the unrolled stack and the equilibrium at t ignore inputs after t" <|
+        testPropertyWithConfig (fsConfig 8) "f, the unrolled stack and the equilibrium at t ignore inputs after t" <|
             Prop.forAll causalCases (fun (seed, t, withMemory) ->
                 use scope = torch.NewDisposeScope()
                 use _ = torch.no_grad()
