@@ -31,9 +31,9 @@ static int Usage(int code, string? error = null)
           solvers [--width N] [--batch B] [--rho R] [--seed S]
                   Compare forward iteration, Anderson and Broyden on a random contractive
                   tanh layer: f evaluations, residual and wall time to tolerance.
-          reproduce [--scale smoke|small|large|paper] [--only NAME,...]
+          reproduce [--scale smoke|small|large|paper] [--only NAME,...] [--figures DIR]
                   Run every notebook in Deq.Notebooks headless (pinned dotnet-repl) and write
-                  the tables, figures and executed notebooks to paper-figures/.
+                  the tables, figures and executed notebooks to paper-figures/ (or DIR).
           train --model NAME --corpus DIR [--steps N] [--batch B] [--bptt L] [--lr X] [--warmup N]
                 [--seed S] [--clip C] [--eval-every N] [--eval-segments N] [--checkpoint PATH]
                 [--checkpoint-every N] [--resume] [--log FILE.jsonl] [--device auto|cpu|cuda] [--dtype float32|float64]

@@ -13,11 +13,11 @@ internal static class Reproduce
 {
     public static int Run(string[] args)
     {
-        var opts = CliArgs.Parse(args, new() { ["scale"] = "small", ["only"] = "", ["root"] = "" });
+        var opts = CliArgs.Parse(args, new() { ["scale"] = "small", ["only"] = "", ["root"] = "", ["figures"] = "" });
         var scale = ExperimentScales.Parse(opts.Text("scale"));
         var root = opts.Text("root") is { Length: > 0 } r ? Path.GetFullPath(r) : FindRepositoryRoot();
         var notebookDir = Path.Combine(root, "Deq.Notebooks");
-        var figures = Path.Combine(root, "paper-figures");
+        var figures = opts.Text("figures") is { Length: > 0 } f ? Path.GetFullPath(f) : Path.Combine(root, "paper-figures");
         var executed = Path.Combine(figures, "notebooks");
         Directory.CreateDirectory(executed);
 

@@ -19,11 +19,7 @@ internal static class TrainCommand
             ["log"] = "", ["print-every"] = "50", ["device"] = "auto", ["dtype"] = "float32",
         });
         var corpusDir = o.Text("corpus") is { Length: > 0 } d ? d : throw new ArgumentException("--corpus DIR is required (a folder with ptb.*.txt or wiki.*.tokens)");
-        var device = o.Text("device") switch
-        {
-            "auto" => torch.cuda.is_available() ? torch.CUDA : torch.CPU,
-            var name => torch.device(name),
-        };
+        var device = Deq.Native.Devices.Parse(o.Text("device"));
         var dtype = o.Text("dtype") switch
         {
             "float32" => ScalarType.Float32,
