@@ -14,6 +14,22 @@ using System.Text;
 
 namespace Deq.NativeCompat
 {
+    /// <summary>One version a library needs from another, e.g. libstdc++.so.6: GLIBCXX_3.4.32.</summary>
+    public sealed class VersionNeed
+    {
+        /// <summary>Creates a need.</summary>
+        public VersionNeed(string file, string version, bool weak) { File = file; Version = version; Weak = weak; }
+
+        /// <summary>The library that must provide the version.</summary>
+        public string File { get; }
+
+        /// <summary>The version name.</summary>
+        public string Version { get; }
+
+        /// <summary>Whether the need is weak (the loader tolerates its absence).</summary>
+        public bool Weak { get; }
+    }
+
     /// <summary>Reads and edits the version needs (SHT_GNU_verneed) of an ELF64 little-endian file.</summary>
     public static class ElfVersionNeeds
     {
@@ -46,12 +62,12 @@ namespace Deq.NativeCompat
             return IndexOf(File.ReadAllBytes(lib), needle) >= 0;
         }
 
-        /// <summary>The version needs of <paramref name="path"/> as (library, version, weak).</summary>
-        public static IReadOnlyList<(string File, string Version, bool Weak)> Read(string path)
+        /// <summary>The version needs of <paramref name="path"/>, in file order.</summary>
+        public static IReadOnlyList<VersionNeed> Read(string path)
         {
-            var result = new List<(string, string, bool)>();
+            var result = new List<VersionNeed>();
             Walk(File.ReadAllBytes(path), (file, version, flagsOffset, flags) =>
-                result.Add((file, version, (flags & VerFlagWeak) != 0)));
+                result.Add(new VersionNeed(file, version, (flags & VerFlagWeak) != 0)));
             return result;
         }
 
