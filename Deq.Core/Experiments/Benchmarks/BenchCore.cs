@@ -59,15 +59,15 @@ public sealed class BenchCore : IDisposable
     }
 
     /// <summary>Binds f to the input: the injection is computed here (on the autograd tape when grad is on).</summary>
-    public (Func<Tensor, Tensor> F, Tensor Z0) Bind()
+    public BoundCore Bind()
     {
         if (_trellis is not null)
         {
             var cell = _trellis.Bind(Input, null);
-            return (cell.F, cell.Z0);
+            return new BoundCore(cell.F, cell.Z0);
         }
         var t = _transformer!.Bind(Input, null);
-        return (t.F, t.Z0);
+        return new BoundCore(t.F, t.Z0);
     }
 
     /// <summary>Releases the module and the input.</summary>
@@ -77,3 +77,8 @@ public sealed class BenchCore : IDisposable
         Module.Dispose();
     }
 }
+
+/// <summary>f bound to the benchmark input, and its initial guess.</summary>
+/// <param name="F">z -> f(z; x).</param>
+/// <param name="Z0">Zeros shaped like z.</param>
+public sealed record BoundCore(Func<Tensor, Tensor> F, Tensor Z0);

@@ -22,7 +22,7 @@ public static class TrainingMemory
 
     /// <summary>The CPU method, as the measurements state it.</summary>
     public const string CpuMethod =
-        "CPU peak resident set size of a fresh process: build the core and input, one warm-up step (1 iteration), GC, " +
+        "CPU peak resident set size of a fresh single-threaded process: build the core and input, one warm-up step (1 iteration), GC, " +
         "reset the peak (write 5 to /proc/self/clear_refs), one measured step; result = VmHWM after - VmRSS before; " +
         "child runs with MALLOC_MMAP_THRESHOLD_=65536 so freed tensors return to the OS";
 
@@ -93,6 +93,9 @@ public static class TrainingMemory
                 "memory probe: on CUDA the peak would come from the caching allocator (torch.cuda.max_memory_allocated), " +
                 "which TorchSharp 0.107 does not expose (it binds only is_available, device_count, synchronize and seeding); " +
                 "measure GPU memory from PyTorch or nvidia-smi instead.");
+        // One thread: the peak then holds no per-thread buffers that vary with the machine, and an oversubscribed
+        // machine does not stall OpenMP barriers (memory, not speed, is measured here).
+        torch.set_num_threads(1);
         using var core = BenchCore.Create(config.Family, config.Width, config.SeqLen, config.Batch, torch.CPU, config.Seed);
         core.Module.train();
         // Warm-up: loads code paths, kernels and parameter gradients, so the measured step sees the steady state.
@@ -129,8 +132,8 @@ public static class TrainingMemory
     {
         using var scope = torch.NewDisposeScope();
         var options = c.Mode == ProbeMode.Deq ? DeqOptions(c) : new EquilibriumOptions(Gradient: GradientMode.Unrolled(c.Iterations));
-        var (f, z0) = core.Bind();
-        var eq = Equilibrium.Solve(f, z0, options);
+        var bound = core.Bind();
+        var eq = Equilibrium.Solve(bound.F, bound.Z0, options);
         var loss = eq.Z.square().mean();
         loss.backward();
         eq.ThrowIfBackwardFaulted();
