@@ -17,6 +17,7 @@ static int Dispatch(string[] args) => args.FirstOrDefault() switch
     "reproduce" => Reproduce.Run(args[1..]),
     "train" => TrainCommand.Run(args[1..]),
     "data" => DataCommand.Run(args[1..]),
+    "bench" => BenchCommand.Run(args[1..]),
     null or "-h" or "--help" or "help" => Usage(0),
     var other => Usage(2, $"unknown command '{other}'"),
 };
@@ -42,6 +43,13 @@ static int Usage(int code, string? error = null)
                   Ctrl+C stops cleanly and writes the checkpoint; --resume continues it bit-for-bit.
           data download --corpus ptb|wikitext-2|wikitext-103 --dir DIR [--archive FILE]
                   Fetch the public archive (or use a local one) and put the three split files in DIR.
+          bench [--quick] [--out FILE]
+                  Benchmarks on this machine: training memory against depth (fresh process per
+                  configuration), runtime at matched quality, solver overhead, f evaluations to
+                  tolerance, f's GFLOP/s; prints a table, writes paper-figures/benchmarks.json.
+          bench memory-probe [--json] [--family trellisnet|transformer] [--mode deq|unrolled]
+                [--iterations N] [--width W] [--seq T] [--batch B] [--broyden-memory M]
+                  Peak memory of one training step of one configuration, in this process.
           data info --dir DIR
                   Read a corpus directory and print its vocabulary and token counts.
         """);

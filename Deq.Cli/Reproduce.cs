@@ -112,7 +112,7 @@ internal static class Reproduce
         return p.ExitCode;
     }
 
-    static string FindRepositoryRoot()
+    internal static string FindRepositoryRoot()
     {
         for (var dir = new DirectoryInfo(Environment.CurrentDirectory); dir is not null; dir = dir.Parent)
             if (File.Exists(Path.Combine(dir.FullName, "Deq.sln"))) return dir.FullName;

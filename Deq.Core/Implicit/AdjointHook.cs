@@ -31,7 +31,7 @@ internal sealed record AdjointProblem(Func<Tensor, Tensor> F, Tensor ZStar, Solv
         // TorchSharp runs custom backward with grad off; the VJPs need one graph of f at z*.
         using var grad = torch.enable_grad();
         var z = ZStar.detach().requires_grad_(true);
-        var fz = F(z);
+        var fz = Equilibrium.Apply(F, z);
         var rhs = lossGrad.detach();
         // allow_unused: an f that ignores z has J = 0; libtorch would otherwise abort the process.
         Tensor Adjoint(Tensor g)

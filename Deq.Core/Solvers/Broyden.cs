@@ -53,7 +53,10 @@ public static class Broyden
                 for (int k = 0; ; k++)
                 {
                     using var step = torch.NewDisposeScope();
-                    var update = -MatVec(us, vts, gx);          // -J^{-1} g
+                    // Only the slots written so far: the rest are zeros and would only cost time.
+                    int used = Math.Min(k, mem);
+                    var (u0, v0) = (us.narrow(2, 0, used), vts.narrow(1, 0, used));
+                    var update = MatVec(u0, v0, gx).neg_();     // -J^{-1} g
                     var (xNew, fxNew, gxNew) = Step(s, x, gx, update, shape, bo);
                     bool go = s.Record(xNew.reshape(shape), fxNew.reshape(shape));
                     var dx = xNew - x;
@@ -62,13 +65,16 @@ public static class Broyden
                     gx = SolveSession.Advance(gx, gxNew, start);
                     if (!go) break;
                     // Good Broyden: J^{-1} += (dx - J^{-1} dg) (dx^T J^{-1}) / (dx^T J^{-1} dg)
-                    var vt = RMatVec(us, vts, dx);
+                    // In place where the values are the same, so a step holds a few states, not a dozen.
+                    var vt = RMatVec(u0, v0, dx);
                     var denom = (vt * dg).sum(1, keepdim: true);
                     var safe = denom.abs() > 1e-30;
-                    var u = torch.where(safe, (dx - MatVec(us, vts, dg)) / torch.where(safe, denom, torch.ones_like(denom)), torch.zeros_like(dx));
+                    var u = MatVec(u0, v0, dg).neg_().add_(dx)                  // dx - J^{-1} dg
+                        .div_(torch.where(safe, denom, torch.ones_like(denom)))
+                        .masked_fill_(safe.logical_not(), 0);
                     int slot = k % mem;
-                    vts.select(1, slot).copy_(torch.nan_to_num(vt, 0, 0, 0));
-                    us.select(2, slot).copy_(torch.nan_to_num(u, 0, 0, 0));
+                    vts.select(1, slot).copy_(vt.nan_to_num_(0, 0, 0));
+                    us.select(2, slot).copy_(u.nan_to_num_(0, 0, 0));
                 }
             }
             finally
@@ -88,7 +94,7 @@ public static class Broyden
         double bestNorm = double.PositiveInfinity;
         for (int trial = 0; trial < (bo.LineSearch ? bo.LineSearchTrials : 1); trial++, size /= 2)
         {
-            var xt = x + size * update;
+            var xt = size == 1.0 ? x + update : x + size * update;
             var fxt = s.Evaluate(xt.reshape(shape)).reshape(xt.shape);
             var gxt = fxt - xt;
             if (!bo.LineSearch) return (xt, fxt, gxt);
@@ -101,9 +107,9 @@ public static class Broyden
 
     // (-I + U V^T) x : the current inverse-Jacobian estimate times x.
     static Tensor MatVec(Tensor us, Tensor vts, Tensor x) =>
-        -x + torch.bmm(us, torch.bmm(vts, x.unsqueeze(2))).squeeze(2);
+        torch.bmm(us, torch.bmm(vts, x.unsqueeze(2))).squeeze(2).sub_(x);
 
     // x^T (-I + U V^T), returned as a row per batch element.
     static Tensor RMatVec(Tensor us, Tensor vts, Tensor x) =>
-        -x + torch.bmm(torch.bmm(x.unsqueeze(1), us), vts).squeeze(1);
+        torch.bmm(torch.bmm(x.unsqueeze(1), us), vts).squeeze(1).sub_(x);
 }

@@ -98,7 +98,14 @@ internal sealed class SolveSession : IDisposable
         var budget = EvaluationBudget.Current;
         if (budget is not null && !budget.TryCharge()) throw new EvaluationBudgetExhausted(budget.Limit);
         Evaluations++;
-        var fz = _f(z);
+        Tensor fz;
+        // f's intermediate tensors go as soon as it returns (with grad off nothing else needs them), so a
+        // solver step holds f's output, not its every temporary, until the step's scope ends.
+        using (var inner = torch.NewDisposeScope())
+        {
+            fz = _f(z);
+            if (inner.Contains(fz)) inner.MoveToOuter(fz);
+        }
         if (!fz.shape.SequenceEqual(_shape))
             throw new InvalidOperationException($"{Name}: f changed the shape: z has [{string.Join(", ", _shape)}], f(z) has [{string.Join(", ", fz.shape)}]. A fixed-point map must return its input's shape.");
         if (fz.dtype != _dtype)

@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using Deq.Models;
+using Deq.Solvers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Deq.Experiments.Benchmarks;
+
+/// <summary>One solver's cost: f evaluations to the tolerance, and what it spends outside f.</summary>
+/// <param name="Solver">forward, anderson or broyden.</param>
+/// <param name="Evaluations">f evaluations.</param>
+/// <param name="Steps">Solver steps.</param>
+/// <param name="Converged">Whether the tolerance was met.</param>
+/// <param name="RelResidual">Lowest relative residual (worst over the batch).</param>
+/// <param name="Seconds">Wall time of the solve.</param>
+/// <param name="FSeconds">Time inside f.</param>
+public sealed record SolverCost(string Solver, int Evaluations, int Steps, bool Converged, double RelResidual, double Seconds, double FSeconds)
+{
+    /// <summary>(time per step - its f time) / f time: the solver's own overhead relative to f.</summary>
+    public double OverheadFraction => FSeconds > 0 ? (Seconds - FSeconds) / FSeconds : double.NaN;
+}
+
+/// <summary>Solver costs on DEQ cores: overhead over f, f evaluations to tolerance, and f's arithmetic rate.</summary>
+public static class SolverBenchmarks
+{
+    /// <summary>The three solvers the paper's family uses, at one tolerance and iteration limit.</summary>
+    public static (string Name, Solver Solver)[] Solvers(double tol, int maxIter)
+    {
+        var o = new SolverOptions(MaxIter: maxIter, Tol: tol);
+        return [("forward", ForwardIteration.Create(o)), ("anderson", Anderson.Create(o)), ("broyden", Broyden.Create(o))];
+    }
+
+    /// <summary>Runs each solver on f from z0 (no grad), timing f inside it. One untimed warm-up solve each.</summary>
+    public static SolverCost[] Costs(Func<Tensor, Tensor> f, Tensor z0, double tol, int maxIter, bool warmUp = true)
+    {
+        using var _ = torch.no_grad();
+        var costs = new List<SolverCost>();
+        foreach (var (name, solver) in Solvers(tol, maxIter))
+        {
+            if (warmUp) using (torch.NewDisposeScope()) solver(f, z0);
+            using var scope = torch.NewDisposeScope();
+            var timed = new TimedF(f);
+            var clock = Stopwatch.StartNew();
+            var r = solver(timed.F, z0);
+            clock.Stop();
+            costs.Add(new SolverCost(name, r.Evaluations, r.Steps, r.Converged, r.RelLowest, clock.Elapsed.TotalSeconds, timed.Elapsed.TotalSeconds));
+        }
+        return [.. costs];
+    }
+
+    /// <summary>
+    /// Briefly trains a small DEQ-TrellisNet language model (implicit gradients, Adam) on a synthetic
+    /// learnable token stream and returns it with a batch to solve on: the "trained" f of the f-evaluation count.
+    /// </summary>
+    public static (DeqTrellisNetLM Model, Tensor Tokens) BrieflyTrained(int width, int seqLen, int batch, int steps, int seed = 0)
+    {
+        torch.manual_seed(seed);
+        int nOut = Math.Max(2, width * 2 / 7);
+        var config = new DeqTrellisNetConfig(NToken: 50, NInp: nOut, NHid: width - nOut, NOut: nOut, SeqLen: seqLen,
+            Schedule: new EquilibriumSchedule(ForwardIterations: 30, BackwardIterations: 30, ForwardTolerance: 1e-3, BackwardTolerance: 1e-4));
+        var model = new DeqTrellisNetLM(config);
+        var optimizer = torch.optim.Adam(model.parameters(), lr: 3e-3);
+        var g = new Generator((ulong)seed, torch.CPU);
+        Tensor Sequence()
+        {
+            // Noisy counting mod 50 with a random stride per row: predictable from context, not from the token alone.
+            var start = torch.randint(0, 50, [batch, 1], generator: g);
+            var stride = torch.randint(1, 4, [batch, 1], generator: g);
+            var t = (start + stride * torch.arange(seqLen + 1).unsqueeze(0)) % 50;
+            return t.to(ScalarType.Int64);
+        }
+        model.train();
+        for (int step = 0; step < steps; step++)
+        {
+            using var scope = torch.NewDisposeScope();
+            var seq = Sequence();
+            var output = model.Forward(seq.narrow(1, 0, seqLen), null, step);
+            var loss = model.Loss(output.Hidden, seq.narrow(1, 1, seqLen));
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
+            if (step % 10 == 0) Progress.Report($"bench: brief training step {step}/{steps}, loss {loss.item<float>():F3}");
+        }
+        model.eval();
+        var tokens = Sequence().narrow(1, 0, seqLen).DetachFromDisposeScope();
+        return (model, tokens);
+    }
+
+    /// <summary>
+    /// Achieved GFLOP/s of the TrellisNet f (its convolution counted as the matmul it is: 2 B T (k h) (4 h) flops;
+    /// the gates' elementwise work is not counted) against a plain matmul of the same shapes. Returns (f, matmul) GFLOP/s.
+    /// </summary>
+    public static (double F, double Matmul) Gflops(int width, int seqLen, int batch, int repeats)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.no_grad();
+        using var core = BenchCore.Create(CoreFamily.TrellisNet, width, seqLen, batch, torch.CPU);
+        var bound = core.Bind();
+        var z = torch.randn(bound.Z0.shape);
+        long k = 2, h = width;
+        double flops = 2.0 * batch * seqLen * (k * h) * (4 * h);
+        var a = torch.randn(batch * seqLen, k * h);
+        var w = torch.randn(k * h, 4 * h);
+        double Rate(Action op)
+        {
+            op();
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < repeats; i++) using (torch.NewDisposeScope()) op();
+            return flops * repeats / clock.Elapsed.TotalSeconds / 1e9;
+        }
+        double fRate = Rate(() => bound.F(z));
+        double mRate = Rate(() => torch.matmul(a, w));
+        return (fRate, mRate);
+    }
+}
