@@ -106,7 +106,9 @@ public static class ConvergenceExperiment
                 output.Equilibrium.ThrowIfBackwardFaulted();
                 nn.utils.clip_grad_norm_(model.parameters(), 0.25);
                 optimizer.step();
+                var previous = memory;
                 memory = new TransformerMemory(output.Memory.Z.MoveToOuterDisposeScope(), output.Memory.Injection.MoveToOuterDisposeScope());
+                previous?.Z.Dispose(); previous?.Injection.Dispose();
                 fSum += output.Equilibrium.Forward.Steps;
                 bSum += output.Equilibrium.Backward?.Steps ?? 0;
                 lSum += loss.item<float>();

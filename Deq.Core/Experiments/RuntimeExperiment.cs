@@ -27,8 +27,8 @@ public sealed record RuntimeSettings(
     /// <summary>The preset for a scale.</summary>
     public static RuntimeSettings For(ExperimentScale scale) => scale switch
     {
-        ExperimentScale.Smoke => new(DeqTransformerConfig.Tiny with { SeqLen = 8, Schedule = Broyden(10, 10) },
-            DeqTrellisNetConfig.Tiny with { SeqLen = 8, Schedule = Broyden(10, 10) }, BatchSize: 2, Warmup: 1, Repeats: 2, MatchCap: 30),
+        ExperimentScale.Smoke => new(DeqTransformerConfig.Tiny with { SeqLen = 8, Schedule = Broyden(6, 6) },
+            DeqTrellisNetConfig.Tiny with { SeqLen = 8, Schedule = Broyden(6, 6) }, BatchSize: 2, Warmup: 1, Repeats: 1, MatchCap: 20),
         ExperimentScale.Small => new(DeqTransformerConfig.Tiny with { NToken = 1000, DModel = 32, DHead = 16, DInner = 64, SeqLen = 32, InitStd = 0.18, Schedule = Broyden(30, 40) },
             DeqTrellisNetConfig.Tiny with { NToken = 1000, NInp = 32, NHid = 32, NOut = 32, SeqLen = 32, Schedule = Broyden(30, 40) }, BatchSize: 8, Warmup: 2, Repeats: 5, MatchCap: 100),
         ExperimentScale.Large => new(DeqTransformerConfig.CpuSmall with { Dropout = 0, Schedule = Broyden(30, 40) },
