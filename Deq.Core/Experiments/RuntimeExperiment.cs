@@ -139,7 +139,7 @@ public static class RuntimeExperiment
         double deqTrain = MedianMs(s, device, () => { var eq = TrainStep(f, x, y, deq); (fwd, bwd) = (eq.Forward.Steps, eq.Backward?.Steps ?? 0); });
         double deqInfer = MedianMs(s, device, () => Infer(f, x, y, deq));
         Progress.Report($"table 4: DEQ-{f.Name}: train {deqTrain:F1} ms, inference {deqInfer:F1} ms, Broyden {fwd} / {bwd} steps");
-        foreach (var (depth, why) in new[] { (matched, rule), (f.PaperDepth, "the paper's depth") }.Distinct())
+        foreach (var (depth, why) in new[] { (matched, rule), (f.PaperDepth, "the paper's depth") }.DistinctBy(d => d.Item1))
         {
             var unrolled = new EquilibriumOptions(Gradient: GradientMode.Unrolled(depth));
             double train = MedianMs(s, device, () => TrainStep(f, x, y, unrolled));

@@ -17,9 +17,9 @@ let tests =
     testList "paper experiments" [
         test "presets exist for every scale; Paper is the paper's setting" {
             for s in Enum.GetValues<ExperimentScale>() do
-                Expect.isNotNull (CopyMemorySettings.For s) "copy memory"
-                Expect.isNotNull (ConvergenceSettings.For s) "convergence"
-                Expect.isNotNull (RuntimeSettings.For s) "runtime"
+                Expect.isGreaterThan (CopyMemorySettings.For s).Steps 0 "copy memory"
+                Expect.isGreaterThan (ConvergenceSettings.For s).Steps 0 "convergence"
+                Expect.isGreaterThan (RuntimeSettings.For s).Repeats 0 "runtime"
             let p = CopyMemorySettings.For ExperimentScale.Paper
             Expect.equal (p.T, p.TrainSize, p.TestSize) (400, 20000, 2000) "Table 1 at paper scale: T = 400, 20K / 2K"
             let r = RuntimeSettings.For ExperimentScale.Paper
