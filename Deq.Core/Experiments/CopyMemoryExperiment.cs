@@ -33,7 +33,7 @@ public sealed record CopyMemorySettings(
         ExperimentScale.Smoke => new(T: 8, TrainSize: 64, TestSize: 32, BatchSize: 16, Steps: 3, LearningRate: 3e-3,
             Model: DeqTransformerConfig.Tiny with { MemLen = 0, Schedule = new EquilibriumSchedule(ForwardIterations: 6, BackwardIterations: 6) },
             UnrolledLayers: 4, EvalPoints: 2),
-        ExperimentScale.Small => new(T: 20, TrainSize: 4000, TestSize: 400, BatchSize: 16, Steps: 150, LearningRate: 3e-3, Model: Width32, UnrolledLayers: 6),
+        ExperimentScale.Small => new(T: 20, TrainSize: 4000, TestSize: 400, BatchSize: 16, Steps: 60, LearningRate: 3e-3, Model: Width32, UnrolledLayers: 6, EvalPoints: 3),
         ExperimentScale.Large => new(T: 100, TrainSize: 20_000, TestSize: 2_000, BatchSize: 64, Steps: 3000, LearningRate: 2e-3, Model: Width32, UnrolledLayers: 12, EvalPoints: 12),
         _ => new(T: 400, TrainSize: 20_000, TestSize: 2_000, BatchSize: 64, Steps: 20_000, LearningRate: 1e-3,
             Model: Width32 with { Schedule = new EquilibriumSchedule(ForwardIterations: 30, BackwardIterations: 40, ForwardTolerance: 1e-4, BackwardTolerance: 1e-5) },
