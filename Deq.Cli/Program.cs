@@ -17,6 +17,7 @@ static int Dispatch(string[] args) => args.FirstOrDefault() switch
     "reproduce" => Reproduce.Run(args[1..]),
     "train" => TrainCommand.Run(args[1..]),
     "data" => DataCommand.Run(args[1..]),
+    "bench" => BenchCommand.Run(args[1..]),
     null or "-h" or "--help" or "help" => Usage(0),
     var other => Usage(2, $"unknown command '{other}'"),
 };

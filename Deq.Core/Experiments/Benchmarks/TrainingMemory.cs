@@ -1,0 +1,166 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Deq.Implicit;
+using Deq.Solvers;
+using Deq.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Deq.Experiments.Benchmarks;
+
+/// <summary>
+/// Peak training memory of one step (forward + backward) of an equilibrium core, DEQ or unrolled.
+/// Each configuration runs in a fresh process (`deq bench memory-probe --json`), since a process's
+/// peak can only be reset, not attributed, and allocators keep what earlier configurations freed.
+/// </summary>
+public static class TrainingMemory
+{
+    /// <summary>Environment variable for the child: glibc returns blocks of 64 KiB and up to the OS when freed.</summary>
+    public const string MmapThresholdVariable = "MALLOC_MMAP_THRESHOLD_";
+
+    /// <summary>The CPU method, as the measurements state it.</summary>
+    public const string CpuMethod =
+        "CPU peak resident set size of a fresh process: build the core and input, one warm-up step (1 iteration), GC, " +
+        "reset the peak (write 5 to /proc/self/clear_refs), one measured step; result = VmHWM after - VmRSS before; " +
+        "child runs with MALLOC_MMAP_THRESHOLD_=65536 so freed tensors return to the OS";
+
+    static readonly JsonSerializerOptions Json = new()
+    {
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>Serialises a measurement as one JSON line.</summary>
+    public static string ToJson(MemoryMeasurement m) => JsonSerializer.Serialize(m, Json);
+
+    /// <summary>Parses what <see cref="ToJson"/> wrote.</summary>
+    public static MemoryMeasurement FromJson(string json) =>
+        JsonSerializer.Deserialize<MemoryMeasurement>(json, Json) ?? throw new InvalidOperationException("memory probe: empty JSON");
+
+    /// <summary>
+    /// Measures <paramref name="config"/> in a fresh `deq bench memory-probe` process and returns what it printed.
+    /// Throws <see cref="InvalidOperationException"/> with the child's error when it fails or cannot be found.
+    /// </summary>
+    public static MemoryMeasurement MeasureInFreshProcess(MemoryProbeConfig config, TimeSpan? timeout = null)
+    {
+        config.Validate();
+        var (file, prefix) = DeqExecutable.Locate();
+        var psi = new ProcessStartInfo(file)
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        foreach (var a in prefix.Concat(ProbeArguments(config))) psi.ArgumentList.Add(a);
+        psi.Environment[MmapThresholdVariable] = "65536";
+        using var child = Process.Start(psi) ?? throw new InvalidOperationException($"memory probe: could not start {file}");
+        var stderr = child.StandardError.ReadToEndAsync();
+        var stdout = child.StandardOutput.ReadToEndAsync();
+        if (!child.WaitForExit(timeout ?? TimeSpan.FromMinutes(30)))
+        {
+            child.Kill(entireProcessTree: true);
+            throw new InvalidOperationException($"memory probe {config.Label}: timed out after {(timeout ?? TimeSpan.FromMinutes(30)).TotalSeconds:F0} s");
+        }
+        var output = stdout.Result;
+        if (child.ExitCode != 0)
+            throw new InvalidOperationException($"memory probe {config.Label} failed (exit {child.ExitCode}): {Tail(stderr.Result + output)}");
+        var line = output.Split('\n').Select(l => l.Trim()).LastOrDefault(l => l.StartsWith('{'))
+            ?? throw new InvalidOperationException($"memory probe {config.Label}: no JSON line in its output: {Tail(output)}");
+        return FromJson(line);
+    }
+
+    /// <summary>The command-line arguments after `deq` that probe <paramref name="config"/>.</summary>
+    public static string[] ProbeArguments(MemoryProbeConfig config) => ArgumentsOf(config);
+
+    static string[] ArgumentsOf(MemoryProbeConfig c) =>
+    [
+        "bench", "memory-probe", "--json",
+        "--family", c.Family.ToString().ToLowerInvariant(), "--mode", c.Mode.ToString().ToLowerInvariant(),
+        "--iterations", Str(c.Iterations), "--backward-iterations", Str(c.BackwardIterations),
+        "--width", Str(c.Width), "--seq", Str(c.SeqLen), "--batch", Str(c.Batch),
+        "--broyden-memory", Str(c.BroydenMemory), "--device", c.Device, "--seed", Str(c.Seed),
+    ];
+
+    /// <summary>
+    /// Runs the probe in THIS process (what the child does): peaks are only meaningful when nothing ran
+    /// before in the process, so call it from a fresh process (or from tests, for its bookkeeping).
+    /// </summary>
+    public static MemoryMeasurement ProbeInThisProcess(MemoryProbeConfig config)
+    {
+        config.Validate();
+        if (config.Device != "cpu")
+            throw new InvalidOperationException(
+                "memory probe: on CUDA the peak would come from the caching allocator (torch.cuda.max_memory_allocated), " +
+                "which TorchSharp 0.107 does not expose (it binds only is_available, device_count, synchronize and seeding); " +
+                "measure GPU memory from PyTorch or nvidia-smi instead.");
+        using var core = BenchCore.Create(config.Family, config.Width, config.SeqLen, config.Batch, torch.CPU, config.Seed);
+        core.Module.train();
+        // Warm-up: loads code paths, kernels and parameter gradients, so the measured step sees the steady state.
+        Step(core, config with { Iterations = 1, BackwardIterations = 1 });
+        Settle();
+        bool reset = ResetPeak();
+        var before = ProcessMemory.Now();
+        var clock = Stopwatch.StartNew();
+        var (forward, backward, residual) = Step(core, config);
+        clock.Stop();
+        var after = ProcessMemory.Now();
+        if (before.RssBytes is not long baseline || after.PeakRssBytes is not long peak)
+            throw new InvalidOperationException("memory probe: /proc/self/status is unreadable (the CPU method needs Linux).");
+        if (!reset)
+            throw new InvalidOperationException("memory probe: could not reset the peak via /proc/self/clear_refs (needs Linux 4.0+ and write access).");
+        return new MemoryMeasurement(config, Math.Max(0, peak - baseline), baseline, peak, core.StateBytes, core.Parameters,
+            clock.Elapsed.TotalSeconds, forward, backward, residual,
+            CpuMethod + (Environment.GetEnvironmentVariable(MmapThresholdVariable) is { Length: > 0 } t ? $" (set: {t})" : " (NOT set in this process)"));
+    }
+
+    /// <summary>The equilibrium options the probe uses for a DEQ step: Broyden both ways, every step taken.</summary>
+    public static EquilibriumOptions DeqOptions(MemoryProbeConfig c)
+    {
+        var broyden = new BroydenOptions(Memory: c.BroydenMemory);
+        // Tolerance far below float32 precision: the solver takes all its steps, so N is what is measured.
+        return new EquilibriumOptions(
+            Forward: Broyden.Create(new SolverOptions(MaxIter: c.Iterations, Tol: 1e-30), broyden),
+            Backward: Broyden.Create(new SolverOptions(MaxIter: c.EffectiveBackwardIterations, Tol: 1e-30), broyden),
+            Gradient: GradientMode.Implicit);
+    }
+
+    // One training step: bind (injection), solve or unroll, a scalar loss on z*, backward.
+    static (int Forward, int Backward, double Residual) Step(BenchCore core, MemoryProbeConfig c)
+    {
+        using var scope = torch.NewDisposeScope();
+        var options = c.Mode == ProbeMode.Deq ? DeqOptions(c) : new EquilibriumOptions(Gradient: GradientMode.Unrolled(c.Iterations));
+        var (f, z0) = core.Bind();
+        var eq = Equilibrium.Solve(f, z0, options);
+        var loss = eq.Z.square().mean();
+        loss.backward();
+        eq.ThrowIfBackwardFaulted();
+        return (eq.Forward.Steps, eq.Backward?.Steps ?? 0, eq.Forward.RelLowest);
+    }
+
+    static void Settle()
+    {
+        for (int i = 0; i < 2; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+    }
+
+    // Writing "5" to clear_refs resets VmHWM to the current RSS (Linux).
+    static bool ResetPeak()
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    static string Str(int v) => v.ToString(CultureInfo.InvariantCulture);
+
+    static string Tail(string s) => s.Length <= 2000 ? s.Trim() : "..." + s[^2000..].Trim();
+}
