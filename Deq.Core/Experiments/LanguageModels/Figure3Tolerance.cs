@@ -77,12 +77,13 @@ public static class Figure3Tolerance
     /// <summary>Runs the preset for <paramref name="scale"/>.</summary>
     public static Figure3Result Run(ExperimentScale scale) => Run(Figure3Settings.For(scale), scale);
 
-    /// <summary>Runs <paramref name="settings"/>.</summary>
-    public static Figure3Result Run(Figure3Settings settings, ExperimentScale scale)
+    /// <summary>Runs <paramref name="settings"/> on <paramref name="data"/> (the caller keeps it) or, when null, on the corpus it loads.</summary>
+    public static Figure3Result Run(Figure3Settings settings, ExperimentScale scale, LmData? data = null)
     {
         var clock = Stopwatch.StartNew();
         var s = settings;
-        using var data = LmData.Load("ptb");
+        using var owned = data is null ? LmData.Load("ptb") : null;
+        data ??= owned!;
         Progress.Report($"Figure 3 ({scale}): {data.Description}");
         var config = s.Model;
         var (model, trained) = LmTraining.Train("DEQ-Transformer", $"d_model {config.DModel}, {config.NHead} heads, d_inner {config.DInner}, mem {config.MemLen}",

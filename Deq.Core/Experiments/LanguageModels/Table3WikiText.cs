@@ -81,12 +81,13 @@ public static class Table3WikiText
     /// <summary>Runs the preset for <paramref name="scale"/>.</summary>
     public static Table3Result Run(ExperimentScale scale) => Run(Table3Settings.For(scale), scale);
 
-    /// <summary>Runs <paramref name="settings"/>.</summary>
-    public static Table3Result Run(Table3Settings settings, ExperimentScale scale)
+    /// <summary>Runs <paramref name="settings"/> on <paramref name="data"/> (the caller keeps it) or, when null, on the corpus it loads.</summary>
+    public static Table3Result Run(Table3Settings settings, ExperimentScale scale, LmData? data = null)
     {
         var clock = Stopwatch.StartNew();
         var s = settings;
-        using var data = LmData.LoadFirst("wikitext-103", "wikitext-2");
+        using var owned = data is null ? LmData.LoadFirst("wikitext-103", "wikitext-2") : null;
+        data ??= owned!;
         Progress.Report($"Table 3 ({scale}): {data.Description}");
         int vocab = data.Corpus.Vocabulary.Count;
         IReadOnlyList<int>? cutoffs = s.Cutoffs.Count > 0 && s.Cutoffs.All(c => c < vocab) ? s.Cutoffs : null;
