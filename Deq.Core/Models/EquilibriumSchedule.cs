@@ -26,9 +26,15 @@ public sealed record EquilibriumSchedule(
     /// <summary>The weight-tied baseline: always L unrolled applications of f, full backprop.</summary>
     public static EquilibriumSchedule WeightTied(int layers) => new(PretrainSteps: int.MaxValue, UnrolledLayers: layers);
 
-    /// <summary>Gradient mode at a training step (negative steps, e.g. evaluation, count as past pretraining).</summary>
+    /// <summary>True for <see cref="WeightTied"/>: the network is never solved, also not at evaluation.</summary>
+    public bool IsWeightTied => PretrainSteps == int.MaxValue;
+
+    /// <summary>
+    /// Gradient mode at a training step. Negative steps (evaluation) count as past pretraining, except for the
+    /// weight-tied baseline, which is evaluated as the L-layer network it was trained as.
+    /// </summary>
     public GradientMode GradientAt(int step) =>
-        step >= 0 && step < PretrainSteps ? GradientMode.Unrolled(UnrolledLayers) : GradientMode.Implicit;
+        IsWeightTied || step >= 0 && step < PretrainSteps ? GradientMode.Unrolled(UnrolledLayers) : GradientMode.Implicit;
 
     /// <summary>The equilibrium options at a training step: a pure function of the step.</summary>
     public EquilibriumOptions OptionsAt(int step)

@@ -129,5 +129,6 @@ let training =
             Expect.equal (s.GradientAt 3) GradientMode.Implicit "step 3"
             Expect.equal (s.GradientAt -1) GradientMode.Implicit "evaluation"
             Expect.equal ((EquilibriumSchedule.WeightTied 4).GradientAt 1000000) (GradientMode.Unrolled 4) "weight-tied baseline"
+            Expect.equal ((EquilibriumSchedule.WeightTied 4).GradientAt -1) (GradientMode.Unrolled 4) "weight-tied baseline is evaluated unrolled"
         }
     ]
