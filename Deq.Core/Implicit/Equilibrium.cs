@@ -74,10 +74,7 @@ public static class Equilibrium
         using var scope = torch.NewDisposeScope();
         using var _ = torch.no_grad();
         long b = last.shape[0];
-        var abs = (last - previous).reshape(b, -1).norm(1);
-        var rel = abs / (last.reshape(b, -1).norm(1) + 1e-12);
-        var absHost = abs.to(ScalarType.Float64).cpu().data<double>().ToArray();
-        var relHost = rel.to(ScalarType.Float64).cpu().data<double>().ToArray();
+        var (absHost, relHost) = Residuals.PerElement(previous, last);
         var value = last.detach().MoveToOuterDisposeScope();
         return new SolverResult(value, SolverStatus.MaxIterations, $"unrolled {steps} applications of f", steps, steps,
             absHost, relHost, [absHost.Max()], [relHost.Max()], new bool[b], $"unrolled({steps})");

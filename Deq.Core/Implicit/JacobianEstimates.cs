@@ -1,3 +1,4 @@
+using Deq.Solvers;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -53,6 +54,6 @@ public static class JacobianEstimates
             norms = jv.reshape(b, -1).norm(1).MoveToOuterDisposeScope();
             v = jv.detach().MoveToOuterDisposeScope();
         }
-        return norms.to(ScalarType.Float64).cpu().data<double>().ToArray();
+        return Residuals.ToHost(norms);
     }
 }

@@ -123,12 +123,7 @@ internal sealed class SolveSession : IDisposable
     {
         Steps++;
         using var scope = torch.NewDisposeScope();
-        var flatDiff = (fz - z).reshape(Batch, -1);
-        var flatFz = fz.reshape(Batch, -1);
-        var abs = Norm(flatDiff);
-        var rel = abs / (Norm(flatFz) + 1e-12);
-        var absHost = ToHost(abs);
-        var relHost = ToHost(rel);
+        var (absHost, relHost) = Residuals.PerElement(z, fz, Options.Norm);
         var metric = Options.Stop == StopMode.Absolute ? absHost : relHost;
 
         var nonFinite = Enumerable.Range(0, metric.Length).Where(i => !double.IsFinite(metric[i])).ToArray();
@@ -181,11 +176,6 @@ internal sealed class SolveSession : IDisposable
         Stopped ??= status;
         if (Reason.Length == 0) Reason = reason;
     }
-
-    Tensor Norm(Tensor flat) => Options.Norm == ResidualNorm.L2 ? flat.norm(1) : flat.abs().amax(1);
-
-    static double[] ToHost(Tensor perElement) =>
-        perElement.to(ScalarType.Float64).cpu().data<double>().ToArray();
 
     void UpdateBest(Tensor z, bool[] improved)
     {

@@ -56,13 +56,8 @@ public static class SolverCombinators
         {
             var fz = f(z);
             if (!fz.shape.SequenceEqual(z.shape)) return fz; // the solver reports the shape error
-            using var scope = torch.NewDisposeScope();
-            var b = z.shape[0];
-            var diff = (fz - z).reshape(b, -1).norm(1);
-            var rel = diff / (fz.reshape(b, -1).norm(1) + 1e-12);
-            observer(new SolverStep(++count,
-                diff.to(ScalarType.Float64).cpu().data<double>().ToArray(),
-                rel.to(ScalarType.Float64).cpu().data<double>().ToArray()));
+            var (abs, rel) = Residuals.PerElement(z, fz);
+            observer(new SolverStep(++count, abs, rel));
             return fz;
         }, z0);
     };
