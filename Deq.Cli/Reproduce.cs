@@ -112,12 +112,9 @@ internal static class Reproduce
         return p.ExitCode;
     }
 
-    internal static string FindRepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(Environment.CurrentDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Deq.sln"))) return dir.FullName;
-        throw new InvalidOperationException("run `deq reproduce` inside the Deq repository (no Deq.sln above the current directory), or pass --root DIR");
-    }
+    internal static string FindRepositoryRoot() =>
+        CorpusLocator.RepositoryRoot()
+        ?? throw new InvalidOperationException("run `deq reproduce` inside the Deq repository (no Deq.sln above the current directory), or pass --root DIR");
 
     /// <summary>Echoes lines appended to the progress file while a notebook runs.</summary>
     sealed class ProgressTail : IDisposable
