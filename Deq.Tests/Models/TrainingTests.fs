@@ -37,7 +37,19 @@ let private corpus () =
     | Some path -> let ids, v = ptbTokens path 3000 in Some(ids, v)
     | None -> None
 
-/// Three Adam steps (the first unrolled, as pretraining, then implicit); the loss on the batch must drop.
+/// Three Adam steps from `lossAt step` (step 0 unrolled, as pretraining, then implicit); the loss on the batch must drop.
+let private lossDrops (label: string) (m: torch.nn.Module) (lossAt: int -> Tensor) =
+    m.train()
+    let eval () =
+        use _ = torch.no_grad()
+        (lossAt 1).ToDouble()
+    let before = eval ()
+    let losses, ms = train (m.parameters()) 1e-2 3 lossAt
+    let after = eval ()
+    printfn $"{label} ({paramCount m} params): losses %A{losses}, eval {before:F4} -> {after:F4}, {ms:F0} ms/step"
+    settle ()
+    Expect.isLessThan after before "loss decreased"
+
 let private lmTraining (name: string) (ids: int64[]) (vocab: int) =
     testList name [
         test "DEQ-Transformer: loss decreases over 3 Adam steps (pretrain step, then implicit)" {
@@ -45,17 +57,8 @@ let private lmTraining (name: string) (ids: int64[]) (vocab: int) =
             torch.manual_seed(41L) |> ignore
             let cfg = DeqTransformerConfig(NToken = vocab, Schedule = EquilibriumSchedule(PretrainSteps = 1, UnrolledLayers = 4, ForwardIterations = 20, BackwardIterations = 20))
             use m = new DeqTransformerLM(cfg)
-            m.train()
             let x, y = lmBatch ids 4 cfg.SeqLen 0
-            let eval () =
-                use _ = torch.no_grad()
-                m.Loss(m.Forward(x, null, 1).Hidden, y).ToDouble()
-            let before = eval ()
-            let losses, ms = train (m.parameters()) 1e-2 3 (fun step -> let out = m.Forward(x, null, step) in m.Loss(out.Hidden, y))
-            let after = eval ()
-            printfn $"DEQ-Transformer tiny ({paramCount m} params): losses %A{losses}, eval {before:F4} -> {after:F4}, {ms:F0} ms/step"
-            settle ()
-            Expect.isLessThan after before "loss decreased"
+            lossDrops "DEQ-Transformer tiny" m (fun step -> m.Loss(m.Forward(x, null, step).Hidden, y))
         }
 
         test "DEQ-TrellisNet: loss decreases over 3 Adam steps (pretrain step, then implicit)" {
@@ -63,17 +66,8 @@ let private lmTraining (name: string) (ids: int64[]) (vocab: int) =
             torch.manual_seed(42L) |> ignore
             let cfg = DeqTrellisNetConfig(NToken = vocab, Schedule = EquilibriumSchedule(PretrainSteps = 1, UnrolledLayers = 8, ForwardIterations = 30, BackwardIterations = 30))
             use m = new DeqTrellisNetLM(cfg)
-            m.train()
             let x, y = lmBatch ids 4 cfg.SeqLen 0
-            let eval () =
-                use _ = torch.no_grad()
-                m.Loss(m.Forward(x, null, 1).Hidden, y).ToDouble()
-            let before = eval ()
-            let losses, ms = train (m.parameters()) 1e-2 3 (fun step -> let out = m.Forward(x, null, step) in m.Loss(out.Hidden, y))
-            let after = eval ()
-            printfn $"DEQ-TrellisNet tiny ({paramCount m} params): losses %A{losses}, eval {before:F4} -> {after:F4}, {ms:F0} ms/step"
-            settle ()
-            Expect.isLessThan after before "loss decreased"
+            lossDrops "DEQ-TrellisNet tiny" m (fun step -> m.Loss(m.Forward(x, null, step).Hidden, y))
         }
     ]
 
