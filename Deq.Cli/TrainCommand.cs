@@ -1,4 +1,5 @@
 using Deq.Data;
+using Deq.Models;
 using Deq.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -34,11 +35,11 @@ internal static class TrainCommand
         options.Validate();
         var taskOptions = new LanguageModelTaskOptions(new SegmentOptions(o.Int("batch"), o.Int("bptt")), o.Int("eval-batch"), EvalSegments: o.Int("eval-segments")).Validate();
 
-        if (!ModelRegistry.Default.Factories.ContainsKey(o.Text("model")))
-            throw new ArgumentException($"unknown --model '{o.Text("model")}'; registered: {string.Join(", ", ModelRegistry.Default.Names)}");
+        if (!DeqLanguageModels.Registry.Factories.ContainsKey(o.Text("model")))
+            throw new ArgumentException($"unknown --model '{o.Text("model")}'; registered: {string.Join(", ", DeqLanguageModels.Registry.Names)}");
         using var corpus = Corpus.Load(corpusDir);
         Console.WriteLine($"{corpus.Name}: vocabulary {corpus.Vocabulary.Count:N0}, train {corpus.Train.shape[0]:N0} tokens, valid {corpus.Valid.shape[0]:N0}; model {o.Text("model")} on {device}");
-        var model = ModelRegistry.Default.Create(o.Text("model"), new LanguageModelSpec(corpus.Vocabulary.Count, device, dtype, options.Seed));
+        var model = DeqLanguageModels.Registry.Create(o.Text("model"), new LanguageModelSpec(corpus.Vocabulary.Count, device, dtype, options.Seed));
         var task = LanguageModelTask.Create(model, corpus, taskOptions);
 
         using var logFile = o.Text("log") is { Length: > 0 } logPath ? new StreamWriter(logPath, append: options.Resume) : null;

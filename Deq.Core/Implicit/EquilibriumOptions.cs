@@ -14,7 +14,10 @@ public sealed record EquilibriumOptions(Solver? Forward = null, Solver? Backward
     static readonly Solver DefaultForward = Broyden.Create(new SolverOptions(MaxIter: 30, Tol: 1e-4));
     static readonly Solver DefaultBackward = Broyden.Create(new SolverOptions(MaxIter: 40, Tol: 1e-5));
 
-    internal Solver ForwardSolver => Forward ?? DefaultForward;
-    internal Solver BackwardSolver => Backward ?? DefaultBackward;
-    internal GradientMode Mode => Gradient ?? GradientMode.Implicit;
+    /// <summary>The forward solver used: <see cref="Forward"/> or the default.</summary>
+    public Solver ForwardSolver => Forward ?? DefaultForward;
+    /// <summary>The adjoint solver used: <see cref="Backward"/> or the default.</summary>
+    public Solver BackwardSolver => Backward ?? DefaultBackward;
+    /// <summary>The gradient mode used: <see cref="Gradient"/> or implicit.</summary>
+    public GradientMode Mode => Gradient ?? GradientMode.Implicit;
 }

@@ -9,10 +9,17 @@ namespace Deq.Models;
 /// <summary>
 /// The DEQ language models as the trainer sees them (<see cref="LanguageModel"/>): time-major [L, B] input,
 /// [L, B, V] log-probabilities as logits (cross-entropy of log-probabilities is the NLL), and the segment
-/// memory packed into one tensor. Registered in <see cref="ModelRegistry.Default"/>.
+/// memory packed into one tensor. <see cref="Registry"/> names every model Deq ships.
 /// </summary>
 public static class DeqLanguageModels
 {
+    /// <summary>Every model Deq ships, for `deq train --model NAME`.</summary>
+    public static ModelRegistry Registry { get; } = ModelRegistry.Empty
+        .With("lstm-tiny", spec => TinyLstm.Create(spec))
+        .With("deq-transformer-tiny", spec => Transformer("deq-transformer-tiny", spec, DeqTransformerConfig.Tiny))
+        .With("deq-transformer-cpu-small", spec => Transformer("deq-transformer-cpu-small", spec, DeqTransformerConfig.CpuSmall))
+        .With("deq-trellisnet-tiny", spec => TrellisNet("deq-trellisnet-tiny", spec, DeqTrellisNetConfig.Tiny));
+
     /// <summary>
     /// Counts training forward passes to pick the schedule's gradient mode. The trainer's Forward does not
     /// receive the step, so a resumed run restarts this count (pretraining would repeat): a known gap.

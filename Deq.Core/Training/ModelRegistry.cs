@@ -4,17 +4,14 @@ namespace Deq.Training;
 
 /// <summary>
 /// Named language-model factories, for `deq train --model NAME`. Immutable: <see cref="With"/> returns a
-/// new registry. Models living elsewhere in Deq.Core add their entry to <see cref="Default"/>.
+/// new registry. Training knows no model family: the catalogue of shipped models lives above it
+/// (<c>Deq.Models.DeqLanguageModels.Registry</c>), so the dependency runs Models → Training only.
 /// </summary>
 /// <param name="Factories">Name → factory.</param>
 public sealed record ModelRegistry(ImmutableSortedDictionary<string, Func<LanguageModelSpec, LanguageModel>> Factories)
 {
-    /// <summary>Every model Deq ships.</summary>
-    public static ModelRegistry Default { get; } = new ModelRegistry(ImmutableSortedDictionary<string, Func<LanguageModelSpec, LanguageModel>>.Empty)
-        .With("lstm-tiny", spec => TinyLstm.Create(spec))
-        .With("deq-transformer-tiny", spec => Models.DeqLanguageModels.Transformer("deq-transformer-tiny", spec, Models.DeqTransformerConfig.Tiny))
-        .With("deq-transformer-cpu-small", spec => Models.DeqLanguageModels.Transformer("deq-transformer-cpu-small", spec, Models.DeqTransformerConfig.CpuSmall))
-        .With("deq-trellisnet-tiny", spec => Models.DeqLanguageModels.TrellisNet("deq-trellisnet-tiny", spec, Models.DeqTrellisNetConfig.Tiny));
+    /// <summary>No models.</summary>
+    public static ModelRegistry Empty { get; } = new(ImmutableSortedDictionary<string, Func<LanguageModelSpec, LanguageModel>>.Empty);
 
     /// <summary>This registry plus (or with a replaced) <paramref name="name"/>.</summary>
     public ModelRegistry With(string name, Func<LanguageModelSpec, LanguageModel> factory) => new(Factories.SetItem(name, factory));

@@ -102,7 +102,7 @@ let training =
         test "registry entries: [L, B] in, [L, B, V] log-probabilities out, memory carried, solver stats" {
             use scope = torch.NewDisposeScope()
             for name in [ "deq-transformer-tiny"; "deq-trellisnet-tiny" ] do
-                let lm = Deq.Training.ModelRegistry.Default.Create(name, Deq.Training.LanguageModelSpec(30, torch.CPU, Seed = 5L))
+                let lm = Deq.Models.DeqLanguageModels.Registry.Create(name, Deq.Training.LanguageModelSpec(30, torch.CPU, Seed = 5L))
                 use _ = lm.Module
                 let input = (tokens 6 3 5 30).t()   // [L 5, B 3]
                 let first = lm.Forward.Invoke(input, null)

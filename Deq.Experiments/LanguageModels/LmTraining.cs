@@ -34,9 +34,6 @@ public sealed record LmRun(string Label, string Config, long Parameters, long No
 /// <summary>Training a contender with the shared trainer and measuring its test perplexity.</summary>
 public static class LmTraining
 {
-    /// <summary>CUDA when available, else the CPU.</summary>
-    public static Device DefaultDevice => torch.cuda.is_available() ? torch.CUDA : torch.CPU;
-
     /// <summary>
     /// Builds the model with <paramref name="factory"/>, trains it for <see cref="LmBudget.Steps"/> steps on the training split
     /// (carrying memory across segments) and evaluates it on the first <see cref="LmBudget.EvalSegments"/> segments of the
@@ -46,7 +43,7 @@ public static class LmTraining
         Corpus corpus, LmBudget budget, Device? device = null)
     {
         var clock = Stopwatch.StartNew();
-        var model = factory(new LanguageModelSpec(corpus.Vocabulary.Count, device ?? DefaultDevice, Seed: budget.Seed));
+        var model = factory(new LanguageModelSpec(corpus.Vocabulary.Count, device ?? ExperimentDevice.Default, Seed: budget.Seed));
         // The trainer's closing evaluation runs on the task's "validation" stream: here the test split.
         var task = LanguageModelTask.Create(model, corpus with { Valid = corpus.Test }, new LanguageModelTaskOptions(
             new SegmentOptions(budget.Batch, budget.SeqLen), budget.EvalBatch, budget.SeqLen, budget.EvalSegments));

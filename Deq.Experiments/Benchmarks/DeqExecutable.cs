@@ -3,7 +3,7 @@ namespace Deq.Experiments.Benchmarks;
 /// <summary>
 /// Finds the `deq` command-line program for fresh-process measurements: <see cref="Variable"/>, next to
 /// the running program (inside `deq` itself), or Deq.Cli/bin/&lt;config&gt;/net10.0/&lt;rid&gt;/ of the repository
-/// that contains the current directory or Deq.Core.dll (notebooks run in Deq.Notebooks, tests in their bin/).
+/// that contains the current directory or Deq.Experiments.dll (notebooks run in Deq.Notebooks, tests in their bin/).
 /// </summary>
 public static class DeqExecutable
 {

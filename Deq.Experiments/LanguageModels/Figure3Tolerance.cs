@@ -103,7 +103,7 @@ public static class Figure3Tolerance
                 var byTol = s.Tolerances.Select(t => At(t, s.ToleranceSweepLimit)).ToList();
                 var byLimit = s.Limits.Select(l => At(s.LimitSweepTolerance, l)).ToList();
                 var table = Tabulate(byTol, byLimit, trained, data, s);
-                return new Figure3Result(byTol, byLimit, trained, table, data.Description, s, RunInfo.Capture(scale, LmTraining.DefaultDevice), clock.Elapsed);
+                return new Figure3Result(byTol, byLimit, trained, table, data.Description, s, RunInfo.Capture(scale, ExperimentDevice.Default), clock.Elapsed);
             }
             finally { valid.Dispose(); }
         }

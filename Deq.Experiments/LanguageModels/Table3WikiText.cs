@@ -137,6 +137,6 @@ public static class Table3WikiText
         var table = new ResultTable(title,
             ["model (paper)", "paper: params (non-emb.)", "paper: test ppl", "paper: memory†", "ours: model", "ours: params (non-emb.)", "ours: test ppl"],
             rows, notes);
-        return new Table3Result(table, runs, data.Description, s, RunInfo.Capture(scale, LmTraining.DefaultDevice), clock.Elapsed);
+        return new Table3Result(table, runs, data.Description, s, RunInfo.Capture(scale, ExperimentDevice.Default), clock.Elapsed);
     }
 }

@@ -115,7 +115,7 @@ public static class Table2Ptb
         var table = new ResultTable(title,
             ["model (paper)", "paper: params (non-emb.)", "paper: test ppl", "paper: memory†", "ours: model", "ours: params (non-emb.)", "ours: test ppl", "ours: memory"],
             rows, notes);
-        return new Table2Result(table, deq, tied, deqMem, tiedMem, data.Description, s, RunInfo.Capture(scale, LmTraining.DefaultDevice), clock.Elapsed);
+        return new Table2Result(table, deq, tied, deqMem, tiedMem, data.Description, s, RunInfo.Capture(scale, ExperimentDevice.Default), clock.Elapsed);
     }
 
     /// <summary>Measures both cores in fresh processes; a failed probe leaves its cell "not measured" and the note says why.</summary>
