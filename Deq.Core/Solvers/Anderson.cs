@@ -30,41 +30,24 @@ public static class Anderson
     /// <summary>An Anderson solver.</summary>
     public static Solver Create(SolverOptions? options = null, AndersonOptions? anderson = null)
     {
-        var o = (options ?? SolverOptions.Default).Validate();
         var a = (anderson ?? AndersonOptions.Default).Validate();
-        return (f, z0) => SolveSession.Run("anderson", f, z0, o, (s, start) =>
+        return new SolverMethod<History>("anderson", (ctx, it) => new History(ctx, a.Memory, it.Z), (ctx, h, it) =>
         {
-            long b = s.Batch, n = start.numel() / b;
-            int m = a.Memory;
-            // History of iterates and their images, [batch, m, n], overwritten as a ring.
-            using var xs = SolveSession.Keep(torch.zeros(b, m, n, dtype: start.dtype, device: start.device));
-            using var fs = SolveSession.Keep(torch.zeros(b, m, n, dtype: start.dtype, device: start.device));
-            var shape = start.shape;
-            var z = start;
-            try
-            {
-                for (int k = 0; ; k++)
-                {
-                    using var step = torch.NewDisposeScope();
-                    var fz = s.Evaluate(z);
-                    if (!s.Record(z, fz)) break;
-                    xs.select(1, k % m).copy_(z.reshape(b, n));
-                    fs.select(1, k % m).copy_(fz.reshape(b, n));
-                    int used = Math.Min(k + 1, m);
-                    var next = used == 1 ? fz : Mix(xs, fs, used, a)?.reshape(shape);
-                    if (next is null)
-                    {
-                        s.Stop(SolverStatus.Diverged, $"Anderson's mixing system became singular at step {s.Steps}; raise AndersonOptions.Lambda");
-                        break;
-                    }
-                    z = SolveSession.Advance(z, next, start);
-                }
-            }
-            finally
-            {
-                SolveSession.Release(z, start);
-            }
-        });
+            int k = ctx.Step - 1, m = a.Memory;
+            h.Xs.select(1, k % m).copy_(it.Z);
+            h.Fs.select(1, k % m).copy_(it.Fz);
+            int used = Math.Min(k + 1, m);
+            // A singular mixing system (only with Lambda = 0 and a repeated history) takes a plain step instead.
+            var next = used == 1 ? it.Fz : Mix(h.Xs, h.Fs, used, a) ?? it.Fz;
+            return new Iterate(next, ctx.Evaluate(next));
+        }).ToSolver(options);
+    }
+
+    // Past iterates and their images, [batch, m, width], overwritten as a ring.
+    sealed class History(SolveContext ctx, int m, Tensor z)
+    {
+        public Tensor Xs { get; } = ctx.Keep(torch.zeros(ctx.Batch, m, ctx.Width, dtype: z.dtype, device: z.device));
+        public Tensor Fs { get; } = ctx.Keep(torch.zeros(ctx.Batch, m, ctx.Width, dtype: z.dtype, device: z.device));
     }
 
     // Solve [0 1^T; 1 GG^T + lambda I] [c; alpha] = [1; 0] per batch element, G = F - X.

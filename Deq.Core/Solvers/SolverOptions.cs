@@ -23,13 +23,21 @@ public enum ResidualNorm
 /// <param name="Tol">Stop once every batch element's residual is at or below this.</param>
 /// <param name="Stop">Absolute or relative residual.</param>
 /// <param name="Norm">Norm of the residual, per batch element.</param>
-/// <param name="DivergenceFactor">Give up when the worst residual exceeds this multiple of its lowest so far.</param>
+/// <param name="DivergenceFactor">A batch element diverged when its residual exceeds this multiple of its lowest so far.</param>
+/// <param name="MaxGrowth">
+/// A batch element ran away (diverged) when ||f(z)|| exceeds this multiple of its start, max(||z0||, ||f(z0)||).
+/// The relative residual's denominator counts only up to 1/sqrt(Tol) times the start, so an iterate that
+/// escapes to infinity cannot meet a relative tolerance by making ||f(z)|| large.
+/// </param>
+/// <param name="CheckEvery">Test for the stop (one read of the host) every this many steps; 1 tests every step.</param>
 public sealed record SolverOptions(
     int MaxIter = 50,
     double Tol = 1e-6,
     StopMode Stop = StopMode.Relative,
     ResidualNorm Norm = ResidualNorm.L2,
-    double DivergenceFactor = 1e4)
+    double DivergenceFactor = 1e4,
+    double MaxGrowth = 1e4,
+    int CheckEvery = 1)
 {
     /// <summary>50 iterations, relative tolerance 1e-6, L2 norm.</summary>
     public static SolverOptions Default { get; } = new();
@@ -43,6 +51,10 @@ public sealed record SolverOptions(
             throw new ArgumentOutOfRangeException(nameof(Tol), Tol, "SolverOptions.Tol must be a positive finite number.");
         if (!(DivergenceFactor > 1))
             throw new ArgumentOutOfRangeException(nameof(DivergenceFactor), DivergenceFactor, "SolverOptions.DivergenceFactor must exceed 1.");
+        if (!(MaxGrowth > 1))
+            throw new ArgumentOutOfRangeException(nameof(MaxGrowth), MaxGrowth, "SolverOptions.MaxGrowth must exceed 1.");
+        if (CheckEvery < 1)
+            throw new ArgumentOutOfRangeException(nameof(CheckEvery), CheckEvery, "SolverOptions.CheckEvery must be at least 1.");
         return this;
     }
 }
