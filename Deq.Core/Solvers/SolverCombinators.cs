@@ -15,11 +15,14 @@ public sealed record SolverStep(int Step, int Evaluation, Tensor Z, Tensor Fz, d
 {
     internal static SolverStep At(SolveContext ctx, Iterate it)
     {
-        using var scope = torch.NewDisposeScope();
-        var abs = ctx.Norm(it.Fz - it.Z);
-        var rel = abs / (ctx.Norm(it.Fz) + 1e-12);
-        return new SolverStep(ctx.Step, ctx.Evaluations, it.Z.reshape(ctx.Shape), it.Fz.reshape(ctx.Shape),
-            Residuals.ToHost(abs), Residuals.ToHost(rel), ctx.Options.Norm);
+        double[] absHost, relHost;
+        using (torch.NewDisposeScope())
+        {
+            var abs = ctx.Norm(it.Fz - it.Z);
+            (absHost, relHost) = (Residuals.ToHost(abs), Residuals.ToHost(abs / (ctx.Norm(it.Fz) + 1e-12)));
+        }
+        // The views belong to the step's scope, which ends after the callback.
+        return new SolverStep(ctx.Step, ctx.Evaluations, it.Z.reshape(ctx.Shape), it.Fz.reshape(ctx.Shape), absHost, relHost, ctx.Options.Norm);
     }
 }
 
