@@ -31,7 +31,7 @@ public static class Anderson
     public static Solver Create(SolverOptions? options = null, AndersonOptions? anderson = null)
     {
         var a = (anderson ?? AndersonOptions.Default).Validate();
-        return new SolverMethod<History>("anderson", (ctx, it) => new History(ctx, a.Memory, it.Z), (ctx, h, it) =>
+        var solver = new SolverMethod<History>("anderson", (ctx, it) => new History(ctx, a.Memory, it.Z), (ctx, h, it) =>
         {
             int k = ctx.Step - 1, m = a.Memory;
             h.Xs.select(1, k % m).copy_(it.Z);
@@ -41,6 +41,7 @@ public static class Anderson
             var next = used == 1 ? it.Fz : Mix(h.Xs, h.Fs, used, a) ?? it.Fz;
             return new Iterate(next, ctx.Evaluate(next));
         }).ToSolver(options);
+        return SolverDescriptions.Register(solver, $"anderson(m={a.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
 
     // Past iterates and their images, [batch, m, width], overwritten as a ring.

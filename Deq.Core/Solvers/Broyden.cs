@@ -35,7 +35,8 @@ public static class Broyden
     {
         var bo = (broyden ?? BroydenOptions.Default).Validate();
         var name = bo.LineSearch ? "broyden(line-search)" : "broyden";
-        return new SolverMethod<Factors>(name, (ctx, it) => new Factors(ctx, bo.Memory, it), (ctx, st, it) => Step(ctx, st, it, bo)).ToSolver(options);
+        var solver = new SolverMethod<Factors>(name, (ctx, it) => new Factors(ctx, bo.Memory, it), (ctx, st, it) => Step(ctx, st, it, bo)).ToSolver(options);
+        return SolverDescriptions.Register(solver, $"{name}(m={bo.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
 
     // U, V: the rank-one corrections; G: g at the current iterate; JG: J^-1 g there, under the current factors.

@@ -51,7 +51,7 @@ public static class SolverCombinators
     /// Runs <paramref name="first"/>; if it does not converge, runs <paramref name="fallback"/> from
     /// the first's best iterate. Steps, evaluations and traces add up across both.
     /// </summary>
-    public static Solver OrElse(this Solver first, Solver fallback) => (f, z0) =>
+    public static Solver OrElse(this Solver first, Solver fallback) => SolverDescriptions.Register<Solver>((f, z0) =>
     {
         var a = first(f, z0);
         if (a.Converged || a.Status == SolverStatus.BudgetExhausted) return a;
@@ -70,7 +70,7 @@ public static class SolverCombinators
             Reason = $"{a.Solver}: {a.Reason}; then {b.Solver}: {b.Reason}",
             Solver = $"{a.Solver}>{b.Solver}",
         };
-    };
+    }, $"{first.Describe()} or else {fallback.Describe()}");
 
     // [batch, s1] and [batch, s2] side by side.
     static double[,] Concat(double[,] a, double[,] b)
@@ -94,11 +94,11 @@ public static class SolverCombinators
     {
         if (!(beta > 0 && beta <= 1))
             throw new ArgumentOutOfRangeException(nameof(beta), beta, "Damped: beta must lie in (0, 1].");
-        return (f, z0) =>
+        return SolverDescriptions.Register<Solver>((f, z0) =>
         {
             var r = inner(z => z.lerp(f(z), beta), z0);
             return r with { Solver = $"damped({beta})·{r.Solver}" };
-        };
+        }, $"damped({beta}, {inner.Describe()})");
     }
 
     /// <summary>
@@ -106,7 +106,7 @@ public static class SolverCombinators
     /// fallback chain) with the step number, z, f(z) and the per-element residuals in the solver's norm.
     /// Observing copies the residuals to the host each step.
     /// </summary>
-    public static Solver Observed(this Solver inner, Action<SolverStep> observer) => (f, z0) =>
+    public static Solver Observed(this Solver inner, Action<SolverStep> observer) => SolverDescriptions.Register<Solver>((f, z0) =>
     {
         int count = 0;
         var previous = SolveObserver.Current;
@@ -124,7 +124,7 @@ public static class SolverCombinators
         {
             SolveObserver.Current = previous;
         }
-    };
+    }, inner.Describe());
 
     /// <summary>
     /// Caps the f evaluations of <paramref name="inner"/> (all of its parts, fallbacks included) at
@@ -135,7 +135,7 @@ public static class SolverCombinators
     {
         if (maxEvaluations < 1)
             throw new ArgumentOutOfRangeException(nameof(maxEvaluations), maxEvaluations, "WithBudget: maxEvaluations must be at least 1.");
-        return (f, z0) =>
+        return SolverDescriptions.Register<Solver>((f, z0) =>
         {
             var previous = EvaluationBudget.Current;
             EvaluationBudget.Current = new EvaluationBudget(maxEvaluations, previous);
@@ -147,7 +147,7 @@ public static class SolverCombinators
             {
                 EvaluationBudget.Current = previous;
             }
-        };
+        }, $"{inner.Describe()} within {maxEvaluations} f evals");
     }
 }
 

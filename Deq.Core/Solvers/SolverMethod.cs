@@ -24,7 +24,8 @@ public sealed record SolverMethod<TState>(
     public Solver ToSolver(SolverOptions? options = null)
     {
         var o = (options ?? SolverOptions.Default).Validate();
-        return (f, z0) => SolveLoop.Run(this, o, f, z0);
+        Solver solver = (f, z0) => SolveLoop.Run(this, o, f, z0);
+        return SolverDescriptions.Register(solver, $"{Name}({SolverDescriptions.Limits(o)})");
     }
 }
 
