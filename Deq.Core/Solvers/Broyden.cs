@@ -7,14 +7,19 @@ namespace Deq.Solvers;
 /// <param name="Memory">Rank of the inverse-Jacobian correction kept (oldest updates are overwritten).</param>
 /// <param name="LineSearch">Backtrack the step (halving, up to <paramref name="LineSearchTrials"/> f evaluations) when it raises the residual.</param>
 /// <param name="LineSearchTrials">Most step sizes tried per step when line search is on.</param>
-public sealed record BroydenOptions(int Memory = 30, bool LineSearch = false, int LineSearchTrials = 4)
+/// <param name="Safeguard">
+/// 0: off. Otherwise, per element: when ||f(z) - z|| exceeds this multiple of its lowest, the element returns to
+/// its lowest iterate with its factors cleared (a plain forward step next). On Figure 2's map 10 helps and 2 cycles.
+/// </param>
+public sealed record BroydenOptions(int Memory = 30, bool LineSearch = false, int LineSearchTrials = 4, double Safeguard = 0)
 {
-    /// <summary>Memory 30, no line search.</summary>
+    /// <summary>Memory 30, no line search, no safeguard.</summary>
     public static BroydenOptions Default { get; } = new();
 
     internal BroydenOptions Validate()
     {
         if (Memory < 1) throw new ArgumentOutOfRangeException(nameof(Memory), Memory, "BroydenOptions.Memory must be at least 1.");
+        if (!(Safeguard == 0 || Safeguard > 1)) throw new ArgumentOutOfRangeException(nameof(Safeguard), Safeguard, "BroydenOptions.Safeguard must be 0 (off) or exceed 1.");
         if (LineSearchTrials < 1) throw new ArgumentOutOfRangeException(nameof(LineSearchTrials), LineSearchTrials, "BroydenOptions.LineSearchTrials must be at least 1.");
         return this;
     }
@@ -34,7 +39,7 @@ public static class Broyden
     public static Solver Create(SolverOptions? options = null, BroydenOptions? broyden = null)
     {
         var bo = (broyden ?? BroydenOptions.Default).Validate();
-        var name = bo.LineSearch ? "broyden(line-search)" : "broyden";
+        var name = (bo.LineSearch ? "broyden(line-search)" : "broyden") + (bo.Safeguard > 0 ? $"(safeguard={bo.Safeguard})" : "");
         var solver = new SolverMethod<Factors>(name, (ctx, it) => new Factors(ctx, bo.Memory, it), (ctx, st, it) => Step(ctx, st, it, bo)).ToSolver(options);
         return SolverDescriptions.Register(solver, $"{name}(m={bo.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
@@ -49,7 +54,14 @@ public static class Broyden
             V = ctx.Keep(torch.zeros(b, memory, n, dtype: z.dtype, device: z.device));
             G = ctx.Keep(first.Fz - first.Z);
             JG = ctx.Keep(G.neg());
+            BestX = ctx.Keep(first.Z.clone());
+            BestG = ctx.Keep(G.clone());
+            BestNorm = ctx.Keep(G.norm(1));
         }
+
+        public Tensor BestX { get; }
+        public Tensor BestG { get; }
+        public Tensor BestNorm { get; }
 
         public Tensor U { get; }
         public Tensor V { get; }
@@ -62,10 +74,12 @@ public static class Broyden
         int k = ctx.Step - 1, mem = bo.Memory;
         int used = Math.Min(k, mem), slot = k % mem;
         var (u0, v0) = (st.U.narrow(1, 0, used), st.V.narrow(1, 0, used));
+        var z = it.Z;
+        if (bo.Safeguard > 0) z = Safeguard(st, z, bo.Safeguard);
         var update = st.JG.neg();                                        // -J^-1 g
-        var (x, fx) = bo.LineSearch ? LineSearch(ctx, it.Z, st.G, update, bo.LineSearchTrials) : Try(ctx, it.Z, update, 1.0);
+        var (x, fx) = bo.LineSearch ? LineSearch(ctx, z, st.G, update, bo.LineSearchTrials) : Try(ctx, z, update, 1.0);
         var g = fx - x;
-        var dx = x - it.Z;
+        var dx = x - z;
         var dg = g - st.G;
         var jg = MatVec(u0, v0, g);                                      // product 1: J^-1 g_new
         var vt = RMatVec(u0, v0, dx);                                    // product 2: dx^T J^-1
@@ -87,6 +101,24 @@ public static class Broyden
         st.G.copy_(g);
         st.JG.copy_(jg);
         return new Iterate(x, fx);
+    }
+
+    // Per element: when ||g|| exceeds `factor` x its lowest, go back to the lowest iterate and forget the
+    // element's factors (B = -I again), so its next step is a plain forward step from its best point.
+    static Tensor Safeguard(Factors st, Tensor z, double factor)
+    {
+        var norm = st.G.norm(1);
+        var better = norm.lt(st.BestNorm);
+        var rows = better.unsqueeze(1);
+        st.BestX.copy_(torch.where(rows, z, st.BestX));
+        st.BestG.copy_(torch.where(rows, st.G, st.BestG));
+        st.BestNorm.copy_(torch.where(better, norm, st.BestNorm));
+        var back = norm.gt(st.BestNorm * factor).unsqueeze(1);
+        st.U.masked_fill_(back.unsqueeze(2), 0);
+        st.V.masked_fill_(back.unsqueeze(2), 0);
+        st.G.copy_(torch.where(back, st.BestG, st.G));
+        st.JG.copy_(torch.where(back, st.BestG.neg(), st.JG));
+        return torch.where(back, st.BestX, z);
     }
 
     static (Tensor X, Tensor Fx) Try(SolveContext ctx, Tensor z, Tensor update, double size)
