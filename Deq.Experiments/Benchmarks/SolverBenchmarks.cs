@@ -81,6 +81,32 @@ public static class SolverBenchmarks
     }
 
     /// <summary>
+    /// The toy's numbers: per-iteration overhead over f of each solver (f with W bound once), and the time of
+    /// one f call with W bound once and with weight norm recomputed per call. One thread, float32.
+    /// </summary>
+    public static (SolverCost[] Costs, double BoundFMicroseconds, double PerCallFMicroseconds) Toy(int steps = 30, int repeats = 15)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var toy = new ToyDeq();
+        var bound = toy.Bind();
+        var costs = Overhead(bound.F, bound.Z0, steps, repeats);
+        var perCall = toy.BindPerCall();
+        double FTime(Func<Tensor, Tensor> f)
+        {
+            using var _ = torch.no_grad();
+            double best = double.PositiveInfinity;
+            for (int r = 0; r < repeats; r++)
+            {
+                var clock = Stopwatch.StartNew();
+                for (int i = 0; i < 50; i++) using (torch.NewDisposeScope()) f(bound.Z0);
+                best = Math.Min(best, clock.Elapsed.TotalSeconds / 50 * 1e6);
+            }
+            return best;
+        }
+        return (costs, FTime(bound.F), FTime(perCall.F));
+    }
+
+    /// <summary>
     /// Briefly trains a small DEQ-TrellisNet language model (implicit gradients, Adam) on a synthetic
     /// learnable token stream and returns it with a batch to solve on: the "trained" f of the f-evaluation count.
     /// </summary>
