@@ -33,53 +33,72 @@ public static class Anderson
         var a = (anderson ?? AndersonOptions.Default).Validate();
         var solver = new SolverMethod<History>("anderson", (ctx, it) => new History(ctx, a.Memory, it.Z), (ctx, h, it) =>
         {
-            int k = ctx.Step - 1, m = a.Memory;
-            h.Xs.select(1, k % m).copy_(it.Z);
-            h.Fs.select(1, k % m).copy_(it.Fz);
+            int k = ctx.Step - 1, m = a.Memory, slot = k % m;
             int used = Math.Min(k + 1, m);
+            if (a.Beta != 1.0) h.Xs.select(1, slot).copy_(it.Z);
+            h.Fs.select(1, slot).copy_(it.Fz);
+            var g = it.Fz - it.Z;
+            h.Gs.select(1, slot).copy_(g);
+            // One new row (and column) of the Gram matrix G G^T per step, not the whole of it.
+            var row = torch.bmm(g.unsqueeze(1), h.Gs.narrow(1, 0, used).transpose(1, 2)).squeeze(1);    // [b, used]
+            h.Gram.select(1, slot).narrow(1, 0, used).copy_(row);
+            h.Gram.select(2, slot).narrow(1, 0, used).copy_(row);
             // A singular mixing system (only with Lambda = 0 and a repeated history) takes a plain step instead.
-            var next = used == 1 ? it.Fz : Mix(h.Xs, h.Fs, used, a) ?? it.Fz;
+            var next = used == 1 ? it.Fz : Mix(h, used, a) ?? it.Fz;
             return new Iterate(next, ctx.Evaluate(next));
         }).ToSolver(options);
         return SolverDescriptions.Register(solver, $"anderson(m={a.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
 
-    // Past iterates and their images, [batch, m, width], overwritten as a ring.
-    sealed class History(SolveContext ctx, int m, Tensor z)
+    // Past iterates, their images and residuals, [batch, m, width], overwritten as a ring; the residuals'
+    // Gram matrix [batch, m, m]; and the bordered mixing system [batch, m + 1, m + 1], its border fixed.
+    sealed class History
     {
-        public Tensor Xs { get; } = ctx.Keep(torch.zeros(ctx.Batch, m, ctx.Width, dtype: z.dtype, device: z.device));
-        public Tensor Fs { get; } = ctx.Keep(torch.zeros(ctx.Batch, m, ctx.Width, dtype: z.dtype, device: z.device));
+        public History(SolveContext ctx, int m, Tensor z)
+        {
+            Tensor Zeros(params long[] shape) => ctx.Keep(torch.zeros(shape, dtype: z.dtype, device: z.device));
+            Xs = Zeros(ctx.Batch, m, ctx.Width);
+            Fs = Zeros(ctx.Batch, m, ctx.Width);
+            Gs = Zeros(ctx.Batch, m, ctx.Width);
+            Gram = Zeros(ctx.Batch, m, m);
+            System = Zeros(ctx.Batch, m + 1, m + 1);
+            System.select(1, 0).narrow(1, 1, m).fill_(1);
+            System.select(2, 0).narrow(1, 1, m).fill_(1);
+            Rhs = Zeros(ctx.Batch, m + 1, 1);
+            Rhs.select(1, 0).fill_(1);
+        }
+
+        public Tensor Xs { get; }
+        public Tensor Fs { get; }
+        public Tensor Gs { get; }
+        public Tensor Gram { get; }
+        public Tensor System { get; }
+        public Tensor Rhs { get; }
     }
 
     // Solve [0 1^T; 1 GG^T + lambda I] [c; alpha] = [1; 0] per batch element, G = F - X.
-    static Tensor? Mix(Tensor xs, Tensor fs, int used, AndersonOptions a)
+    static Tensor? Mix(History h, int used, AndersonOptions a)
     {
-        long b = xs.shape[0];
-        var x = xs.narrow(1, 0, used);
-        var fx = fs.narrow(1, 0, used);
-        var g = fx - x;
-        var h = torch.zeros(b, used + 1, used + 1, dtype: xs.dtype, device: xs.device);
-        h.select(1, 0).narrow(1, 1, used).fill_(1);
-        h.select(2, 0).narrow(1, 1, used).fill_(1);
-        var gram = torch.bmm(g, g.transpose(1, 2));
+        long b = h.Gram.shape[0];
+        var gram = h.Gram.narrow(1, 0, used).narrow(2, 0, used);
+        var system = h.System.narrow(1, 0, used + 1).narrow(2, 0, used + 1);
+        var block = system.narrow(1, 1, used).narrow(2, 1, used);
+        block.copy_(gram);
         // Scale the ridge by the residual size so lambda is unit-free.
-        var scale = gram.diagonal(dim1: 1, dim2: 2).mean([1]).clamp_min(1e-30).reshape(b, 1, 1);
-        var eye = torch.eye(used, dtype: xs.dtype, device: xs.device).unsqueeze(0);
-        h.narrow(1, 1, used).narrow(2, 1, used).copy_(gram + a.Lambda * scale * eye);
-        var rhs = torch.zeros(b, used + 1, 1, dtype: xs.dtype, device: xs.device);
-        rhs.select(1, 0).fill_(1);
+        var scale = gram.diagonal(dim1: 1, dim2: 2).mean([1]).clamp_min(1e-30).reshape(b, 1);
+        block.diagonal(dim1: 1, dim2: 2).add_(scale.mul_(a.Lambda));
         Tensor alpha;
         try
         {
-            alpha = torch.linalg.solve(h, rhs).narrow(1, 1, used);          // [b, used, 1]
+            alpha = torch.linalg.solve(system, h.Rhs.narrow(1, 0, used + 1)).narrow(1, 1, used).transpose(1, 2);   // [b, 1, used]
         }
         catch (System.Runtime.InteropServices.ExternalException)
         {
             return null;
         }
-        var mixedF = (alpha * fx).sum(1);
+        var mixedF = torch.bmm(alpha, h.Fs.narrow(1, 0, used)).squeeze(1);
         if (a.Beta == 1.0) return mixedF;
-        var mixedX = (alpha * x).sum(1);
+        var mixedX = torch.bmm(alpha, h.Xs.narrow(1, 0, used)).squeeze(1);
         return a.Beta * mixedF + (1 - a.Beta) * mixedX;
     }
 }
