@@ -61,7 +61,25 @@ internal sealed class SolveLedger : IDisposable
         EnsureCapacity(step);
         _trace.select(0, step - 1).copy_(torch.stack([abs, fzNorm, metric]));
         bool check = step % _o.CheckEvery == 0 || step >= _o.MaxIter;
-        return !check || !_lowest.le(_tol).all().item<bool>();
+        if (!check) return true;
+        if (_o.Over == StopScope.Batch && BatchMeets(abs, fzNorm))
+        {
+            BatchMetAt = step;
+            return false;
+        }
+        return !_lowest.le(_tol).all().item<bool>();
+    }
+
+    /// <summary>The step at which the batch's combined residual met the tolerance (StopScope.Batch), or 0.</summary>
+    public int BatchMetAt { get; private set; }
+
+    // ||f(z) - z|| over the batch, relative to ||f(z)|| over the batch for the relative stop.
+    bool BatchMeets(Tensor abs, Tensor fzNorm)
+    {
+        var total = _o.Norm == ResidualNorm.L2 ? abs.square().sum().sqrt() : abs.max();
+        if (_o.Stop == StopMode.Relative)
+            total = total / ((_o.Norm == ResidualNorm.L2 ? fzNorm.square().sum().sqrt() : fzNorm.max()) + 1e-12);
+        return total.le(_tol).item<bool>();
     }
 
     void Start(Iterate it, Tensor fzNorm)

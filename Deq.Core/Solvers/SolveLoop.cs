@@ -52,7 +52,7 @@ internal static class SolveLoop
             }
             best = ledger.TakeBest();
         }
-        return SolveOutcome.Build(ctx, ledger.Snapshot(ctx.Step), best, z0);
+        return SolveOutcome.Build(ctx, ledger.Snapshot(ctx.Step), best, z0, ledger.BatchMetAt);
     }
 
     static bool Record(SolveContext ctx, SolveLedger ledger, Iterate it, Action<SolverStep>? observer)

@@ -7,7 +7,7 @@ namespace Deq.Solvers;
 /// <summary>Turns the ledger's host copy into a <see cref="SolverResult"/>: statuses, reasons, per-element numbers.</summary>
 internal static class SolveOutcome
 {
-    public static SolverResult Build(SolveContext ctx, LedgerSnapshot s, Tensor? best, Tensor z0)
+    public static SolverResult Build(SolveContext ctx, LedgerSnapshot s, Tensor? best, Tensor z0, int batchMetAt)
     {
         var o = ctx.Options;
         int steps = ctx.Step;
@@ -43,18 +43,23 @@ internal static class SolveOutcome
             }
             converged[i] = at > 0 && s.Metric[i, at - 1] <= o.Tol;
             stepsPer[i] = converged[i] ? FirstMet(s, i, o.Tol, steps) : steps;
-            status[i] = converged[i] ? SolverStatus.Converged : ctx.Stopped ?? SolverStatus.MaxIterations;
+            status[i] = converged[i] || batchMetAt > 0 ? SolverStatus.Converged : ctx.Stopped ?? SolverStatus.MaxIterations;
         }
 
         SolverStatus overall;
         var reasons = new List<string>();
         string measure = o.Stop.ToString().ToLowerInvariant();
-        if (converged.All(c => c)) overall = SolverStatus.Converged;
+        if (converged.All(c => c) || batchMetAt > 0) overall = SolverStatus.Converged;
         else if (ctx.Stopped is { } stopped) overall = stopped;
         else if (nonFinite.Count > 0) overall = SolverStatus.NonFinite;
         else if (ranAway.Count + blewUp.Count > 0) overall = SolverStatus.Diverged;
         else overall = SolverStatus.MaxIterations;
-        if (overall == SolverStatus.Converged) reasons.Add($"met {measure} tolerance {o.Tol:E1} in {steps} steps");
+        if (batchMetAt > 0)
+        {
+            var above = Enumerable.Range(0, (int)b).Where(i => !converged[i]).Select(i => (long)i).ToList();
+            reasons.Add($"met {measure} tolerance {o.Tol:E1} over the batch in {steps} steps" + (above.Count > 0 ? $"; batch element(s) {List(above)} alone did not" : ""));
+        }
+        else if (overall == SolverStatus.Converged) reasons.Add($"met {measure} tolerance {o.Tol:E1} in {steps} steps");
         if (ctx.StopReason.Length > 0) reasons.Add(ctx.StopReason);
         if (nonFinite.Count > 0)
             reasons.Add($"f returned NaN or Inf for batch element(s) {List(nonFinite)} (first at step {nonFinite.Min(i => s.LiveUntil[i]) + 1}); they keep their lowest finite iterate");

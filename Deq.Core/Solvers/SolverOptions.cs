@@ -18,6 +18,18 @@ public enum ResidualNorm
     Max,
 }
 
+/// <summary>Whose residual the tolerance applies to.</summary>
+public enum StopScope
+{
+    /// <summary>Every batch element's own residual must meet the tolerance (the default).</summary>
+    EveryElement,
+    /// <summary>
+    /// The batch's combined residual: ||f(z) - z|| / ||f(z)|| over the whole batch (L2: the Frobenius norms;
+    /// Max: the largest entries), as the reference DEQ implementation stops. Elements may be left above Tol (their ConvergedPerElement is false).
+    /// </summary>
+    Batch,
+}
+
 /// <summary>Options every solver shares. Immutable; construct with named arguments.</summary>
 /// <param name="MaxIter">Most solver steps (the bound on iterations, not on f evaluations).</param>
 /// <param name="Tol">Stop once every batch element's residual is at or below this.</param>
@@ -30,6 +42,7 @@ public enum ResidualNorm
 /// escapes to infinity cannot meet a relative tolerance by making ||f(z)|| large.
 /// </param>
 /// <param name="CheckEvery">Test for the stop (one read of the host) every this many steps; 1 tests every step.</param>
+/// <param name="Over">Whether every element must meet the tolerance, or the batch's combined residual.</param>
 public sealed record SolverOptions(
     int MaxIter = 50,
     double Tol = 1e-6,
@@ -37,7 +50,8 @@ public sealed record SolverOptions(
     ResidualNorm Norm = ResidualNorm.L2,
     double DivergenceFactor = 1e4,
     double MaxGrowth = 1e4,
-    int CheckEvery = 1)
+    int CheckEvery = 1,
+    StopScope Over = StopScope.EveryElement)
 {
     /// <summary>50 iterations, relative tolerance 1e-6, L2 norm.</summary>
     public static SolverOptions Default { get; } = new();

@@ -174,3 +174,26 @@ let statistics =
             Expect.equal (maxAbsDiff r.Value reference.Value) 0.0 "same iterates as damped forward iteration"
         }
     ]
+
+[<Tests>]
+let batchScope =
+    test "StopScope.Batch stops on the batch's combined residual, as the reference implementation does" {
+        use scope = torch.NewDisposeScope()
+        // Seven fast elements (rate 0.1, offset 1) and one slow, small one (rate 0.9, offset 0.01).
+        let rate = torch.tensor([| 0.1; 0.1; 0.1; 0.1; 0.1; 0.1; 0.1; 0.9 |], dtype = ScalarType.Float64).reshape(8L, 1L)
+        let offset = torch.tensor([| 1.0; 1.0; 1.0; 1.0; 1.0; 1.0; 1.0; 0.01 |], dtype = ScalarType.Float64).reshape(8L, 1L)
+        let f = Func<Tensor, Tensor>(fun z -> rate * z + offset)
+        let tol = 1e-4
+        let every = ForwardIteration.Create(SolverOptions(Tol = tol, MaxIter = 500)).Invoke(f, zeros 8L 3L)
+        let batch = ForwardIteration.Create(SolverOptions(Tol = tol, MaxIter = 500, Over = StopScope.Batch)).Invoke(f, zeros 8L 3L)
+        Expect.isTrue every.Converged $"{every}"
+        Expect.isTrue batch.Converged $"{batch}"
+        Expect.isLessThan batch.Steps every.Steps "the combined residual is met before the slow element's own"
+        Expect.isFalse batch.ConvergedPerElement[7] "the slow element is left above tol, and says so"
+        Expect.stringContains batch.Reason "over the batch" "reason"
+        let s = batch.Steps - 1
+        let abs = [| for i in 0 .. 7 -> batch.AbsTracePerElement[i, s] |]
+        let fz = [| for i in 0 .. 7 -> batch.AbsTracePerElement[i, s] / batch.RelTracePerElement[i, s] |]
+        let combined = sqrt (Array.sumBy (fun a -> a * a) abs) / sqrt (Array.sumBy (fun a -> a * a) fz)
+        Expect.isLessThanOrEqual combined (tol * (1.0 + 1e-9)) "the combined relative residual met tol at the last step"
+    }
