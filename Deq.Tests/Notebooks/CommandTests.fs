@@ -24,11 +24,14 @@ let private deq (args: string list) =
 [<Tests>]
 let tests =
     testList "notebook commands" [
-        test "printed memory-vs-depth settings show the depths, not System.Int32[]" {
+        test "printed settings show their arrays' values, not System.Int32[]" {
             let text = sprintf "%A" (MemoryVsDepth.Settings.For ExperimentScale.Smoke)
             Expect.stringContains text "Depths = [2, 8]" "depths"
             Expect.stringContains text "DeqIterations = [5, 30]" "iteration counts"
             Expect.isFalse (text.Contains "System.Int32[]") "no array type names"
+            let figure3 = sprintf "%A" (Figure3Settings.For ExperimentScale.Smoke)
+            Expect.stringContains figure3 "Tolerances = [0.001, 0.1, 1], ToleranceSweepLimit = 10, Limits = [1, 3, 10]" "sweeps"
+            Expect.isFalse (figure3.Contains "ReadOnlyArray") "no collection type names"
         }
 
         test "deq reproduce runs only NN-name.ipynb notebooks, never a stray nbconvert copy" {
