@@ -69,15 +69,21 @@ let tests =
         test "without Chromium a chart writes its HTML page, skips the PNG and says why" {
             withSettings PngPolicy.Auto null PlotlyJsEmbedding.EveryChart (fun () ->
                 use dir = new TempDir()
+                dir.Write("c.png", "a PNG from an earlier run") |> ignore
                 let chart = Plot.Lines("residuals", residuals, logY = true, htmlPath = dir.File "c.html", pngPath = dir.File "c.png")
                 Expect.isTrue (File.Exists(dir.File "c.html")) "HTML page written"
                 Expect.stringContains (File.ReadAllText(dir.File "c.html")) plotlyJs "the page embeds plotly.js"
-                Expect.isFalse (File.Exists(dir.File "c.png")) "no PNG"
+                Expect.isFalse (File.Exists(dir.File "c.png")) "no PNG (not even an earlier run's)"
                 Expect.isNull chart.Png "no PNG bytes"
                 Expect.stringContains (nonNull chart.PngSkipped) "Chromium" "says why"
                 Expect.isFalse (chart.InlineHtml.Contains "<img") "no static fallback image"
                 let mimeTypes, _ = kernelView chart
                 Expect.sequenceEqual mimeTypes [| "text/html"; "text/plain" |] "no image/png output")
+        }
+
+        test "a series whose x and y lengths differ is an error that names it" {
+            throwsWith<ArgumentException> [ "'bad'"; "3 x values but 2 y values" ] (fun () ->
+                Plot.Lines("t", [| Series("bad", [| 1.0; 2.0; 3.0 |], [| 1.0; 2.0 |]) |]) |> ignore) |> ignore
         }
 
         test "DEQ_PNG=require makes a missing Chromium an error that names it" {

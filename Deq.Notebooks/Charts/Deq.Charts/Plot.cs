@@ -88,6 +88,9 @@ public static class Plot
         bool logX = false, bool logY = false, string? htmlPath = null, string? pngPath = null,
         int width = 800, int height = 500)
     {
+        foreach (var s in series)
+            if (s.X.Length != 0 && s.X.Length != s.Y.Length)
+                throw new ArgumentException($"Deq.Charts: series '{s.Name}' has {s.X.Length} x values but {s.Y.Length} y values");
         lock (Gate)
         {
             var policy = Png;
@@ -115,6 +118,8 @@ public static class Plot
             var html = root.GetProperty("html").GetString()!;
             var htmlFile = (string?)spec["htmlPath"];
             var pngFile = png is null ? null : (string?)spec["pngPath"];
+            // a PNG from an earlier run must not pass for this chart's
+            if (png is null && pngPath is not null && File.Exists(pngPath)) File.Delete(pngPath);
             return png is null
                 ? new ChartResult(title, html, htmlFile, null, null, skipped)
                 : new ChartWithImage(title, html, htmlFile, pngFile, png);
