@@ -24,11 +24,11 @@ let private useBuiltBackend () =
         Environment.SetEnvironmentVariable("DEQ_CHARTS_BACKEND", dir)
 
 /// Runs f with the facade's settings changed, restoring them afterwards.
-let private withSettings (png: PngPolicy) (chromium: string | null) (embedding: PlotlyJsEmbedding) (f: unit -> unit) =
+let private withSettings (png: PngPolicy) (chromium: string option) (embedding: PlotlyJsEmbedding) (f: unit -> unit) =
     useBuiltBackend ()
     let saved = Plot.Png, Plot.Chromium, Plot.PlotlyJs
     Plot.Png <- png
-    Plot.Chromium <- chromium
+    Plot.Chromium <- Option.toObj chromium
     Plot.PlotlyJs <- embedding
     try f ()
     finally
@@ -67,14 +67,14 @@ let private axisJson (html: string) (name: string) =
 let tests =
     testList "notebook charts" [
         test "without Chromium a chart writes its HTML page, skips the PNG and says why" {
-            withSettings PngPolicy.Auto null PlotlyJsEmbedding.EveryChart (fun () ->
+            withSettings PngPolicy.Auto None PlotlyJsEmbedding.EveryChart (fun () ->
                 use dir = new TempDir()
                 dir.Write("c.png", "a PNG from an earlier run") |> ignore
                 let chart = Plot.Lines("residuals", residuals, logY = true, htmlPath = dir.File "c.html", pngPath = dir.File "c.png")
                 Expect.isTrue (File.Exists(dir.File "c.html")) "HTML page written"
                 Expect.stringContains (File.ReadAllText(dir.File "c.html")) plotlyJs "the page embeds plotly.js"
                 Expect.isFalse (File.Exists(dir.File "c.png")) "no PNG (not even an earlier run's)"
-                Expect.isNull chart.Png "no PNG bytes"
+                Expect.isNone (Option.ofObj chart.Png) "no PNG bytes"
                 Expect.stringContains (nonNull chart.PngSkipped) "Chromium" "says why"
                 Expect.isFalse (chart.InlineHtml.Contains "<img") "no static fallback image"
                 let mimeTypes, _ = kernelView chart
@@ -87,13 +87,13 @@ let tests =
         }
 
         test "DEQ_PNG=require makes a missing Chromium an error that names it" {
-            withSettings PngPolicy.Require null PlotlyJsEmbedding.EveryChart (fun () ->
+            withSettings PngPolicy.Require None PlotlyJsEmbedding.EveryChart (fun () ->
                 throwsWith<InvalidOperationException> [ "DEQ_PNG=require"; "Chromium" ] (fun () ->
                     Plot.Lines("residuals", residuals) |> ignore) |> ignore)
         }
 
         test "the session's first chart carries plotly.js, later ones draw with it; or every chart when asked" {
-            withSettings PngPolicy.Off null PlotlyJsEmbedding.OncePerSession (fun () ->
+            withSettings PngPolicy.Off None PlotlyJsEmbedding.OncePerSession (fun () ->
                 Plot.ResetSession()
                 let first, second = Plot.Lines("a", residuals), Plot.Lines("b", residuals)
                 Expect.stringContains first.InlineHtml plotlyJs "first chart carries plotly.js"
@@ -107,7 +107,7 @@ let tests =
 
         test "the kernels' formatter convention shows a chart with its PNG as text/html, image/png and text/plain" {
             let png = [| 0x89uy; byte 'P'; byte 'N'; byte 'G'; 13uy; 10uy; 26uy; 10uy |]
-            let chart = ChartWithImage("t", "<div class=\"deq-chart\"></div>", null, "/x/t.png", png)
+            let chart = ChartWithImage("t", "<div class=\"deq-chart\"></div>", "/x/t.html", "/x/t.png", png)
             let mimeTypes, format = kernelView chart
             Expect.sequenceEqual mimeTypes [| "text/html"; "image/png"; "text/plain" |] "one output, three MIME types"
             Expect.equal (format "image/png") (Some(Convert.ToBase64String png)) "image/png is the base64 PNG"
@@ -116,7 +116,7 @@ let tests =
         }
 
         test "axes print exponents as powers, and a narrow log axis labels every tick" {
-            withSettings PngPolicy.Off null PlotlyJsEmbedding.EveryChart (fun () ->
+            withSettings PngPolicy.Off None PlotlyJsEmbedding.EveryChart (fun () ->
                 let narrow = [| Series("ppl", [| 1e-6; 1e-4; 1e-2 |], [| 1200.0; 1500.0; 2400.0 |], "lines") |]
                 let html = Plot.Lines("ppl", narrow, xTitle = "tol", yTitle = "ppl", logX = true, logY = true).InlineHtml
                 Expect.stringContains (axisJson html "yaxis") "\"tickformat\":\"~g\"" "1200..2400 on a log axis: every tick labelled"
@@ -126,10 +126,10 @@ let tests =
         }
 
         test "where Chromium is found a chart has a real PNG beside its HTML (skipped without Chromium)" {
-            match Plot.Chromium with
-            | null -> skiptest "no Chromium on this machine"
-            | chromium ->
-                withSettings PngPolicy.Require chromium PlotlyJsEmbedding.EveryChart (fun () ->
+            match Option.ofObj Plot.Chromium with
+            | None -> skiptest "no Chromium on this machine"
+            | Some chromium ->
+                withSettings PngPolicy.Require (Some chromium) PlotlyJsEmbedding.EveryChart (fun () ->
                     use dir = new TempDir()
                     let chart = Plot.Lines("residuals", residuals, logY = true, pngPath = dir.File "c.png", width = 400, height = 300)
                     Expect.isTrue (File.Exists(dir.File "c.png")) "PNG written"
