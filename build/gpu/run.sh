@@ -80,6 +80,10 @@ load() {
     echo "!! $DEVICE is not usable (rc $rc); loader errors:"
     LD_DEBUG=files,versions DEQ_TEST_DEVICE=$DEVICE "$A/tests/Deq.Tests" --list-tests > "$OUT/ld-debug.txt" 2>&1
     grep -E 'lookup error|cannot open shared|undefined symbol' "$OUT/ld-debug.txt" | grep -vE 'DllMain|PAL_Register' | sort -u | head -20
+    # dlopen with RTLD_NOW names the first library or symbol that does not resolve.
+    [ -n "$PY" ] && for lib in "$L/libtorch_cuda.so" "$glue"; do
+      "$PY" -c 'import ctypes,sys; ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL); print("dlopen OK:", sys.argv[1])' "$lib" 2>&1 | tail -1
+    done
   fi
   return "$rc"
 }
@@ -92,6 +96,7 @@ tests() {
     > "$W/selected.txt"
   echo "$(wc -l < "$W/selected.txt") tests, DEQ_TEST_DEVICE=$DEVICE"
   mapfile -t names < "$W/selected.txt"
+  [ "${#names[@]}" -gt 0 ] || { echo "!! no solver or implicit-gradient tests listed (see the list above)"; return 3; }
   DEQ_TEST_DEVICE=$DEVICE "$A/tests/Deq.Tests" --run "${names[@]}" --summary 2>&1 | tee "$OUT/tests.txt" | grep -vE '^\s*$' | tail -25
   return "${PIPESTATUS[0]}"
 }
@@ -102,7 +107,9 @@ bench() {
 
 paper() {
   DEQ_DEVICE=$DEVICE DEQ_DATA_DIR=$W/data "$A/timing/deq-paper-timing" --scale "${PAPER_SCALE:-paper}" \
-    --steps "$PAPER_STEPS" --pretrain "$PAPER_PRETRAIN" --max-seconds "$PAPER_SECONDS" --json "$OUT/paper-timing.json"
+    --steps "$PAPER_STEPS" --pretrain "$PAPER_PRETRAIN" --max-seconds "$PAPER_SECONDS" --json "$OUT/paper-timing.json" |
+    tee "$OUT/paper-timing.txt"
+  return "${PIPESTATUS[0]}"
 }
 
 export -f load tests bench paper
@@ -115,6 +122,8 @@ fi
 stage tests 120 tests
 stage bench 90 bench
 stage paper $((PAPER_SECONDS + 50)) paper
+{ echo; grep -hE '^[0-9]+ passed' "$OUT/tests.txt" 2>/dev/null | sed 's/^/tests: /'
+  grep -hE '^DEQ-TrellisNet|^  (unrolled|DEQ|stopped|test ppl)' "$OUT/paper-timing.txt" 2>/dev/null; } >> "$summary"
 [ -f "$OUT/summary-head.md" ] && { cat "$OUT/summary-head.md" "$summary" > "$summary.tmp" && mv "$summary.tmp" "$summary"; rm -f "$OUT/summary-head.md"; }
 say summary; cat "$summary"
 worst=0; for s in load tests bench paper; do v=$(eval echo "\${rc_$s:-0}"); [ "$v" != 0 ] && worst=$v; done
