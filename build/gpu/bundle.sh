@@ -19,7 +19,7 @@ packages=${NUGET_PACKAGES:-$HOME/.nuget/packages}
 # Publish from a copy of the working tree (tracked and untracked, not ignored), so that the
 # self-contained publish never touches this checkout's bin/ and obj/.
 mkdir -p "$STAGE/src"
-(cd "$REPO" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - --no-recursion --ignore-failed-read) | tar -C "$STAGE/src" -xf -
+(cd "$REPO" && git ls-files -co --exclude-standard -z | tar -cf - --null --no-recursion --ignore-failed-read -T -) | tar -C "$STAGE/src" -xf -
 commit=$(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet HEAD -- . ':!build/gpu/out' || echo "+dirty")
 
 publish() {  # project, folder under app/
