@@ -120,7 +120,7 @@ if [ "${rc_load:-0}" != 0 ] && [ "$DEVICE" != cpu ]; then
   DEVICE=cpu; STAGES=${STAGES/paper/}; export DEVICE
 fi
 stage tests 120 tests
-stage bench 90 bench
+stage bench 100 bench
 stage paper $((PAPER_SECONDS + 50)) paper
 { echo; grep -hE '^[0-9]+ passed' "$OUT/tests.txt" 2>/dev/null | sed 's/^/tests: /'
   grep -hE '^DEQ-TrellisNet|^  (unrolled|DEQ|stopped|test ppl)' "$OUT/paper-timing.txt" 2>/dev/null; } >> "$summary"
