@@ -53,12 +53,21 @@ let tight =
 
 let relativeError (a: Tensor) (b: Tensor) = ((a - b).norm() / b.norm().clamp_min(1e-300)).item<float>()
 
+/// What a solve and its backward pass reported.
+type Solved = { Forward: SolverResult; Backward: BackwardReport option }
+
+/// The options plus a cell that receives the adjoint's report once backward has run.
+let reporting (o: EquilibriumOptions) =
+    let report = ref None
+    EquilibriumOptions(o.Forward, o.Adjoint, (fun r -> report.Value <- Some r)), report
+
 let private gradientsOn (layer: Layer) (options: EquilibriumOptions) =
     use scope = torch.NewDisposeScope()
+    let options, report = reporting options
     let eq = Equilibrium.Solve(layer.F, layer.Z0, options)
     let grads = torch.autograd.grad([| layer.Loss eq.Z |], Array.ofList layer.Leaves)
     let flat = torch.cat(grads |> Seq.map (fun g -> g.reshape(-1L)) |> Array.ofSeq, 0L)
-    flat.MoveToOuterDisposeScope(), eq
+    flat.MoveToOuterDisposeScope(), { Forward = eq.Forward; Backward = report.Value }
 
 /// Gradients of the loss with respect to every leaf, through Equilibrium.Solve with the given options.
 /// Off the CPU, the same gradients from a CPU copy of the layer must agree to relative error cpuTol.
@@ -92,8 +101,8 @@ let finiteDifferences (layer: Layer) (h: float) =
             result.Add((up - down) / (2. * h))
     torch.tensor(result.ToArray(), dtype = ScalarType.Float64, device = layer.W.device)
 
-/// The backward solve's statistics, failing the test when backward has not recorded any.
-let backwardOf (eq: EquilibriumResult) : SolverResult =
-    match eq.Backward with
-    | null -> Expecto.Tests.failtest "EquilibriumResult.Backward is null after backward"
-    | stats -> stats
+/// The backward solve's statistics, failing the test when backward has not reported any.
+let backwardOf (solved: Solved) : SolverResult =
+    match solved.Backward with
+    | None -> Expecto.Tests.failtest "no backward report after backward"
+    | Some report -> report.Result

@@ -90,9 +90,10 @@ load() {
 
 tests() {
   # Every test of the solver and implicit-gradient lists (Expecto's --run takes full names;
-  # --list-tests prints "N <name>", the first one after its log prefix).
+  # --list-tests prints one per line, the first after its log prefix, each after its state
+  # letter "N " when some test is pending, as those needing ../shared/data are there).
   DEQ_TEST_DEVICE=cpu "$A/tests/Deq.Tests" --list-tests |
-    sed -nE 's/^(.*[[:space:]])?N ((solvers reach|solver contracts|solver combinators|solvers hold|Broyden and Anderson|implicit gradient\.|failed backward solves|backward robustness|forward plus backward).*)$/\2/p' \
+    sed -nE 's/^(.*[[:space:]])?((solvers reach|solver contracts|solver combinators|solvers hold|Broyden and Anderson|implicit gradient\.|failed backward solves|backward robustness|forward plus backward).*)$/\2/p' \
     > "$W/selected.txt"
   echo "$(wc -l < "$W/selected.txt") tests, DEQ_TEST_DEVICE=$DEVICE"
   mapfile -t names < "$W/selected.txt"

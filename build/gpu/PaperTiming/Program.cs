@@ -1,6 +1,6 @@
 // deq-paper-timing: ms per training step of Table 2's DEQ-TrellisNet at a scale preset (default `paper`:
 // 24M parameters on PTB, batch 20, segments of 110), for a few hundred steps: the first --pretrain steps
-// unrolled (the preset's L layers), the rest the equilibrium with Broyden and implicit gradients.
+// unrolled (the preset's L layers), the rest the equilibrium with the preset's solvers and implicit gradients.
 // The device is Deq's one policy (DEQ_DEVICE). Prints a summary and writes it as JSON (--json).
 // Every step ends with the loss read back to the host, so wall-clock step times include the GPU's work.
 using System.Diagnostics;
@@ -8,7 +8,9 @@ using System.Globalization;
 using System.Text.Json;
 using Deq.Data;
 using Deq.Experiments;
+using Deq.Implicit;
 using Deq.Models;
+using Deq.Solvers;
 using Deq.Training;
 
 try
@@ -34,6 +36,7 @@ static int Run(string[] args)
 
     var settings = Table2Settings.For(scale);
     var schedule = settings.DeqSchedule with { PretrainSteps = pretrain };
+    string solvers = $"{(schedule.Forward ?? EquilibriumOptions.Default.ForwardSolver).Describe()} with {schedule.AdjointAt(-1).Describe()}";
     var config = settings.Model with { Schedule = schedule };
     var b = settings.Budget;
     var device = ExperimentDevice.Default;
@@ -45,8 +48,8 @@ static int Run(string[] args)
     var (parameters, core) = LmTraining.Count(model.Module);
     var run = RunInfo.Capture(scale, device);
     Console.WriteLine($"DEQ-TrellisNet ({scale}): {LmTraining.Size(parameters)} parameters ({LmTraining.Size(core)} in the core), d_embed {config.NInp}, h {config.HSize}, " +
-        $"batch {b.Batch}, segments of {b.SeqLen}; {pretrain} unrolled ({schedule.UnrolledLayers}-layer) steps, then Broyden " +
-        $"{schedule.ForwardIterations}/{schedule.BackwardIterations}; {data.Description}; device {run.Device}");
+        $"batch {b.Batch}, segments of {b.SeqLen}; {pretrain} unrolled ({schedule.UnrolledLayers}-layer) steps, then {solvers}; " +
+        $"{data.Description}; device {run.Device}");
 
     var task = LanguageModelTask.Create(model, data.Corpus with { Valid = data.Corpus.Test },
         new LanguageModelTaskOptions(new SegmentOptions(b.Batch, b.SeqLen), b.EvalBatch, b.SeqLen, evalSegments));
@@ -56,7 +59,7 @@ static int Run(string[] args)
         records.Add(r);
         if (r.Phase == Phase.Train && (r.Step <= 3 || r.Step % 25 == 0 || r.Step == pretrain + 1))
             Console.WriteLine($"  step {r.Step}/{r.TotalSteps} loss {r.Loss:F3} " +
-                (r.Step > pretrain && r.Solver is { } s ? $"Broyden forward {s.ForwardSteps} backward {s.BackwardSteps} " : "") + $"({r.WallSeconds:F1} s)");
+                (r.Step > pretrain && r.Solver is { } s ? $"solver steps forward {s.ForwardSteps} backward {s.BackwardSteps} " : "") + $"({r.WallSeconds:F1} s)");
     }
     using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(maxSeconds));
     var clock = Stopwatch.StartNew();
@@ -69,7 +72,7 @@ static int Run(string[] args)
     var phases = new[]
     {
         Summarise($"unrolled pretraining ({schedule.UnrolledLayers} layers)", train, r => r.Step <= pretrain, solved: false),
-        Summarise($"DEQ (Broyden {schedule.ForwardIterations}/{schedule.BackwardIterations}, implicit gradient)", train, r => r.Step > pretrain, solved: true),
+        Summarise($"DEQ ({solvers})", train, r => r.Step > pretrain, solved: true),
     }.Where(p => p is not null).ToList();
     foreach (var p in phases) Console.WriteLine($"  {p}");
     if (result.Interrupted) Console.WriteLine($"  stopped by --max-seconds {maxSeconds} after {result.Step} of {steps} steps");
@@ -82,7 +85,7 @@ static int Run(string[] args)
             model = "DEQ-TrellisNet (Table 2)", scale = scale.ToString().ToLowerInvariant(), device = run.Device, machine = run.Machine,
             parameters, core_parameters = core, d_embed = config.NInp, h = config.HSize, batch = b.Batch, seq_len = b.SeqLen,
             pretrain_steps = pretrain, unrolled_layers = schedule.UnrolledLayers,
-            broyden_forward = schedule.ForwardIterations, broyden_backward = schedule.BackwardIterations,
+            solvers,
             steps_requested = steps, steps_done = result.Step, interrupted = result.Interrupted, wall_seconds = clock.Elapsed.TotalSeconds,
             host_peak_rss_bytes = peakRss, test_perplexity = result.Valid?.Perplexity, phases,
             data = data.Description,
@@ -132,5 +135,5 @@ record PhaseTiming(string Phase, int Steps, int TimedSteps, double MeanMs, doubl
 {
     public override string ToString() =>
         $"{Phase}: {Steps} steps, {MeanMs:F1} ms/step mean (median {MedianMs:F1}, min {MinMs:F1}, max {MaxMs:F1}; first step {FirstStepMs:F0} ms, " +
-        $"left out with the next 2)" + (MeanForwardSteps is { } f ? $", Broyden steps forward {f:F1} backward {MeanBackwardSteps:F1}" : "") + $", last loss {LastLoss:F3}";
+        $"left out with the next 2)" + (MeanForwardSteps is { } f ? $", solver steps forward {f:F1} backward {MeanBackwardSteps:F1}" : "") + $", last loss {LastLoss:F3}";
 }
