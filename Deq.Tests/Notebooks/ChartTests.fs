@@ -86,6 +86,12 @@ let tests =
                 Plot.Lines("t", [| Series("bad", [| 1.0; 2.0; 3.0 |], [| 1.0; 2.0 |]) |]) |> ignore) |> ignore
         }
 
+        test "NaN and infinite values draw as gaps" {
+            withSettings PngPolicy.Off None PlotlyJsEmbedding.EveryChart (fun () ->
+                let chart = Plot.Lines("gaps", [| Series("s", [| 1.0; 2.0; 3.0 |], [| 1.0; nan; infinity |]) |], logY = true)
+                Expect.stringContains chart.InlineHtml "\"y\":[1.0,\"NaN\",\"NaN\"]" "gaps in y")
+        }
+
         test "DEQ_PNG=require makes a missing Chromium an error that names it" {
             withSettings PngPolicy.Require None PlotlyJsEmbedding.EveryChart (fun () ->
                 throwsWith<InvalidOperationException> [ "DEQ_PNG=require"; "Chromium" ] (fun () ->

@@ -104,7 +104,7 @@ public static class Plot
                 ["width"] = width, ["height"] = height, ["embedPlotlyJs"] = embed, ["chromium"] = chromium,
                 ["htmlPath"] = htmlPath is null ? null : Path.GetFullPath(htmlPath),
                 ["pngPath"] = pngPath is null || chromium is null ? null : Path.GetFullPath(pngPath),
-                ["series"] = series.Select(s => new { name = s.Name, x = s.X, y = s.Y, mode = s.Mode }).ToArray(),
+                ["series"] = series.Select(s => new { name = s.Name, x = Gaps(s.X), y = Gaps(s.Y), mode = s.Mode }).ToArray(),
             };
             using var result = JsonDocument.Parse(Render(JsonSerializer.Serialize(spec)));
             var root = result.RootElement;
@@ -131,6 +131,9 @@ public static class Plot
         string xTitle = "", string yTitle = "", bool logY = false, string? htmlPath = null,
         string? pngPath = null, int width = 800, int height = 500)
         => Lines(title, [new Series(name, x, y)], xTitle, yTitle, false, logY, htmlPath, pngPath, width, height);
+
+    /// <summary>NaN and infinities (a failed run's point) travel as JSON null and draw as gaps.</summary>
+    static double?[] Gaps(double[] values) => values.Select(v => double.IsFinite(v) ? v : (double?)null).ToArray();
 
     /// <summary>Forget that this session's notebook already has plotly.js (the next chart carries it again).</summary>
     internal static void ResetSession()
