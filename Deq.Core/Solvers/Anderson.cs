@@ -35,10 +35,8 @@ public static class Anderson
         {
             int k = ctx.Step - 1, m = a.Memory, slot = k % m;
             int used = Math.Min(k + 1, m);
-            if (a.Beta != 1.0) h.Xs.select(1, slot).copy_(it.Z);
-            h.Fs.select(1, slot).copy_(it.Fz);
-            var g = it.Fz - it.Z;
-            h.Gs.select(1, slot).copy_(g);
+            h.Xs.select(1, slot).copy_(it.Z);
+            var g = h.Gs.select(1, slot).copy_(it.Fz).sub_(it.Z);
             // One new row (and column) of the Gram matrix G G^T per step, not the whole of it.
             var row = torch.bmm(g.unsqueeze(1), h.Gs.narrow(1, 0, used).transpose(1, 2)).squeeze(1);    // [b, used]
             h.Gram.select(1, slot).narrow(1, 0, used).copy_(row);
@@ -50,15 +48,15 @@ public static class Anderson
         return SolverDescriptions.Register(solver, $"anderson(m={a.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
 
-    // Past iterates, their images and residuals, [batch, m, width], overwritten as a ring; the residuals'
-    // Gram matrix [batch, m, m]; and the bordered mixing system [batch, m + 1, m + 1], its border fixed.
+    // Past iterates and their residuals g = f(z) - z, [batch, m, width], overwritten as a ring (keeping g, not
+    // f, lets the mixing run as batched products with no [batch, m, width] temporary); the residuals' Gram
+    // matrix [batch, m, m]; and the bordered mixing system [batch, m + 1, m + 1], its border fixed.
     sealed class History
     {
         public History(SolveContext ctx, int m, Tensor z)
         {
             Tensor Zeros(params long[] shape) => ctx.Keep(torch.zeros(shape, dtype: z.dtype, device: z.device));
             Xs = Zeros(ctx.Batch, m, ctx.Width);
-            Fs = Zeros(ctx.Batch, m, ctx.Width);
             Gs = Zeros(ctx.Batch, m, ctx.Width);
             Gram = Zeros(ctx.Batch, m, m);
             System = Zeros(ctx.Batch, m + 1, m + 1);
@@ -69,7 +67,6 @@ public static class Anderson
         }
 
         public Tensor Xs { get; }
-        public Tensor Fs { get; }
         public Tensor Gs { get; }
         public Tensor Gram { get; }
         public Tensor System { get; }
@@ -96,9 +93,7 @@ public static class Anderson
         {
             return null;
         }
-        var mixedF = torch.bmm(alpha, h.Fs.narrow(1, 0, used)).squeeze(1);
-        if (a.Beta == 1.0) return mixedF;
-        var mixedX = torch.bmm(alpha, h.Xs.narrow(1, 0, used)).squeeze(1);
-        return a.Beta * mixedF + (1 - a.Beta) * mixedX;
+        // sum_i alpha_i (x_i + beta g_i): beta times the mixed f values plus (1 - beta) times the mixed iterates.
+        return torch.bmm(alpha, h.Xs.narrow(1, 0, used)).add_(torch.bmm(alpha, h.Gs.narrow(1, 0, used)), alpha: a.Beta).squeeze(1);
     }
 }
