@@ -5,6 +5,7 @@ open Expecto
 open TorchSharp
 
 open Deq.Solvers
+open Deq.FSharp
 open Deq.Models
 open Deq.Implicit
 open Deq.Tests.Support.Generators
@@ -20,9 +21,9 @@ let private hardMap () =
     let tokens (seed: int) (t: int) =
         use g = new torch.Generator(uint64 seed, torch.CPU)
         torch.randint(0L, 20L, [| 2L; int64 t |], dtype = ScalarType.Int64, generator = g)
-    let memory = m.Forward(tokens 60452 3, null, EquilibriumOptions(Adjoint = Adjoint.Unrolled(4))).Memory
-    let cell = m.Bind(tokens 60451 6, memory)
-    m, cell.F, cell.Z0
+    let memory = (DeqTransformerLM.forward m (tokens 60452 3) None { Equilibrium.defaults with Adjoint = Adjoint.Unrolled 4 }).Memory
+    let cell = DeqTransformerLM.bind m (tokens 60451 6) (Some memory)
+    m, TransformerCell.f cell, cell.Z0
 
 [<Tests>]
 let safeguard =
@@ -32,8 +33,8 @@ let safeguard =
         let m, f, z0 = hardMap ()
         use _m = m
         let o = SolverOptions(MaxIter = 100, Tol = 1e-11)
-        let plain = Broyden.Create(o).Invoke(f, z0)
-        let guarded = Broyden.Create(o, BroydenOptions(Safeguard = 10.0)).Invoke(f, z0)
+        let plain = Solver.run (Broyden.Create(o)) f z0
+        let guarded = Solver.run (Broyden.Create(o, BroydenOptions(Safeguard = 10.0))) f z0
         Expect.equal plain.StatusPerElement[0] SolverStatus.Diverged $"plain: {plain}"
         Expect.isGreaterThan plain.RelLowest 1e-3 "plain Broyden stalls at its best before the blow-up"
         Expect.isFalse (Array.contains SolverStatus.Diverged guarded.StatusPerElement) $"guarded: {guarded}"

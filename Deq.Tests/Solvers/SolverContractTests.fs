@@ -5,13 +5,14 @@ open Expecto
 open TorchSharp
 
 open Deq.Solvers
+open Deq.FSharp
 open Deq.Tests.Support
 open Deq.Tests.Support.Generators
 
 let private problem () =
     let p = { TanhProblem.Seed = 7; N = 6; Batch = 3; Rho = 0.8 }
     let _, f = p.Build()
-    Func<Tensor, Tensor> f, TestDevice.zerosOn (TestDevice.device ()) [ 3; 6 ]
+    f, TestDevice.zerosOn (TestDevice.device ()) [ 3; 6 ]
 
 let private all : (string * Solver) list =
     [ "forward", ForwardIteration.Create()
@@ -34,8 +35,8 @@ let contracts =
             use scope = torch.NewDisposeScope()
             let f, z0 = problem ()
             for name, solve in all do
-                let a = solve.Invoke(f, z0)
-                let b = solve.Invoke(f, z0)
+                let a = Solver.run solve f z0
+                let b = Solver.run solve f z0
                 Expect.isTrue (maxAbsDiff a.Value b.Value = 0.0) $"{name} value"
                 Expect.equal a.Evaluations b.Evaluations $"{name} evaluations"
                 Expect.sequenceEqual a.RelTrace b.RelTrace $"{name} trace"
@@ -44,7 +45,7 @@ let contracts =
         test "result carries per-element residuals, traces and counts" {
             use scope = torch.NewDisposeScope()
             let f, z0 = problem ()
-            let r = Broyden.Create(SolverOptions(Tol = 1e-9)).Invoke(f, z0)
+            let r = Solver.run (Broyden.Create(SolverOptions(Tol = 1e-9))) f z0
             Expect.equal r.AbsResidual.Length 3 "one residual per batch element"
             Expect.equal r.ConvergedPerElement [| true; true; true |] "each converged"
             Expect.equal r.RelTrace.Count r.Steps "one trace entry per step"
@@ -57,13 +58,13 @@ let contracts =
             use scope = torch.NewDisposeScope()
             let f, z0 = problem ()
             let mutable calls = 0
-            let poisoned = Func<Tensor, Tensor>(fun z ->
+            let poisoned (z: Tensor) =
                 calls <- calls + 1
-                let y = f.Invoke z
-                if calls >= 4 then y * Double.NaN else y)
+                let y = f z
+                if calls >= 4 then y * Double.NaN else y
             for name, solve in all do
                 calls <- 0
-                let r = solve.Invoke(poisoned, z0)
+                let r = Solver.run solve poisoned z0
                 Expect.equal r.Status SolverStatus.NonFinite $"{name}: {r}"
                 Expect.isFalse r.Converged name
                 Expect.isTrue (torch.isfinite(r.Value).all().item<bool>()) $"{name} value finite"
@@ -73,7 +74,7 @@ let contracts =
         test "Inf from f on the first call still returns a finite value" {
             use scope = torch.NewDisposeScope()
             let _, z0 = problem ()
-            let r = ForwardIteration.Create().Invoke(Func<_, _>(fun z -> z + Double.PositiveInfinity), z0)
+            let r = Solver.run (ForwardIteration.Create()) (fun z -> z + Double.PositiveInfinity) z0
             Expect.equal r.Status SolverStatus.NonFinite "status"
             Expect.isTrue (maxAbsDiff r.Value z0 = 0.0) "falls back to z0"
         }
@@ -83,7 +84,7 @@ let contracts =
             let _, z0 = problem ()
             for _, solve in all do
                 throwsWith<InvalidOperationException> [ "shape"; "[3, 6]"; "[3, 5]" ] (fun () ->
-                    solve.Invoke(Func<_, _>(fun z -> z.narrow(1, 0, 5)), z0) |> ignore)
+                    Solver.run solve (fun z -> z.narrow(1, 0, 5)) z0 |> ignore)
         }
 
         test "f that changes the dtype is a clear error" {
@@ -91,14 +92,14 @@ let contracts =
             let _, z0 = problem ()
             for _, solve in all do
                 throwsWith<InvalidOperationException> [ "dtype"; "Float32" ] (fun () ->
-                    solve.Invoke(Func<_, _>(fun z -> z.to_type(ScalarType.Float32)), z0) |> ignore)
+                    Solver.run solve (fun z -> z.to_type(ScalarType.Float32)) z0 |> ignore)
         }
 
         test "f that moves to another device is a clear error" {
             use scope = torch.NewDisposeScope()
             let _, z0 = problem ()
             throwsWith<InvalidOperationException> [ "meta"; "device" ] (fun () ->
-                Broyden.Create().Invoke(Func<_, _>(fun z -> z.``to``(torch.device("meta"))), z0) |> ignore)
+                Solver.run (Broyden.Create()) (fun z -> z.``to``(torch.device("meta"))) z0 |> ignore)
         }
 
         test "bad options and inputs are rejected by name" {
@@ -111,15 +112,15 @@ let contracts =
             use scope = torch.NewDisposeScope()
             let f, _ = problem ()
             throwsWith<ArgumentException> [ "floating-point" ] (fun () ->
-                Broyden.Create().Invoke(f, TestDevice.onDevice (torch.zeros([| 3L; 6L |], dtype = ScalarType.Int64))) |> ignore)
+                Solver.run (Broyden.Create()) f (TestDevice.onDevice (torch.zeros([| 3L; 6L |], dtype = ScalarType.Int64))) |> ignore)
             throwsWith<ArgumentException> [ "NaN" ] (fun () ->
-                Broyden.Create().Invoke(f, TestDevice.zerosOn (TestDevice.device ()) [ 3; 6 ] + Double.NaN) |> ignore)
+                Solver.run (Broyden.Create()) f (TestDevice.zerosOn (TestDevice.device ()) [ 3; 6 ] + Double.NaN) |> ignore)
         }
 
         test "a diverging map stops with Diverged, not a silent answer" {
             use scope = torch.NewDisposeScope()
             let z0 = torch.ones([| 2L; 4L |], dtype = ScalarType.Float64)
-            let r = ForwardIteration.Create(SolverOptions(MaxIter = 500)).Invoke(Func<_, _>(fun z -> z * 3.0), z0)
+            let r = Solver.run (ForwardIteration.Create(SolverOptions(MaxIter = 500))) (fun z -> z * 3.0) z0
             Expect.equal r.Status SolverStatus.Diverged $"{r}"
             Expect.isFalse r.Converged "not converged"
         }
@@ -127,7 +128,7 @@ let contracts =
         test "MaxIterations is reported with the residual left" {
             use scope = torch.NewDisposeScope()
             let f, z0 = problem ()
-            let r = ForwardIteration.Create(SolverOptions(MaxIter = 3, Tol = 1e-12)).Invoke(f, z0)
+            let r = Solver.run (ForwardIteration.Create(SolverOptions(MaxIter = 3, Tol = 1e-12))) f z0
             Expect.equal r.Status SolverStatus.MaxIterations "status"
             Expect.equal r.Steps 3 "steps"
             Expect.stringContains r.Reason "MaxIter = 3" "reason"
@@ -141,20 +142,20 @@ let combinators =
             use scope = torch.NewDisposeScope()
             let f, z0 = problem ()
             let weak = ForwardIteration.Create(SolverOptions(MaxIter = 3, Tol = 1e-10))
-            let r = weak.OrElse(Broyden.Create(SolverOptions(Tol = 1e-10))).Invoke(f, z0)
+            let r = Solver.run (weak |> Solver.orElse (Broyden.Create(SolverOptions(Tol = 1e-10)))) f z0
             Expect.isTrue r.Converged $"{r}"
             Expect.equal r.Solver "forward>broyden" "name"
             Expect.isGreaterThan r.Evaluations 3 "includes both solvers' evaluations"
             Expect.equal r.RelTrace.Count r.Steps "traces concatenated"
-            let strong = ForwardIteration.Create(SolverOptions(MaxIter = 500, Tol = 1e-10)).OrElse(Broyden.Create())
-            Expect.equal (strong.Invoke(f, z0).Solver) "forward" "no fallback when the first converges"
+            let strong = ForwardIteration.Create(SolverOptions(MaxIter = 500, Tol = 1e-10)) |> Solver.orElse (Broyden.Create())
+            Expect.equal ((Solver.run strong f z0).Solver) "forward" "no fallback when the first converges"
         }
 
         test "WithBudget caps evaluations across a fallback chain" {
             use scope = torch.NewDisposeScope()
             let f, z0 = problem ()
-            let chain = ForwardIteration.Create(SolverOptions(MaxIter = 5, Tol = 1e-14)).OrElse(Anderson.Create(SolverOptions(MaxIter = 100, Tol = 1e-14)))
-            let r = chain.WithBudget(12).Invoke(f, z0)
+            let chain = ForwardIteration.Create(SolverOptions(MaxIter = 5, Tol = 1e-14)) |> Solver.orElse (Anderson.Create(SolverOptions(MaxIter = 100, Tol = 1e-14)))
+            let r = Solver.run (chain |> Solver.withBudget 12) f z0
             Expect.equal r.Status SolverStatus.BudgetExhausted $"{r}"
             Expect.isLessThanOrEqual r.Evaluations 12 "never more than the budget"
             Expect.isTrue (torch.isfinite(r.Value).all().item<bool>()) "returns the best iterate"
@@ -164,7 +165,7 @@ let combinators =
             use scope = torch.NewDisposeScope()
             let f, z0 = problem ()
             let seen = Collections.Generic.List<SolverStep>()
-            let r = Anderson.Create().Observed(fun s -> seen.Add s).Invoke(f, z0)
+            let r = Solver.run (Anderson.Create() |> Solver.observed seen.Add) f z0
             Expect.equal seen.Count r.Evaluations "one observation per f call"
             Expect.equal seen[0].AbsResidual.Length 3 "per batch element"
             Expect.isLessThan (Array.max seen[seen.Count - 1].RelResidual) (Array.max seen[0].RelResidual) "residual fell"
@@ -173,10 +174,10 @@ let combinators =
         test "Damped turns an oscillating map into a converging one" {
             use scope = torch.NewDisposeScope()
             let b = torch.ones([| 2L; 3L |], dtype = ScalarType.Float64)
-            let f = Func<Tensor, Tensor>(fun z -> -0.999 * z + b)
+            let f (z: Tensor) = -0.999 * z + b
             let o = SolverOptions(MaxIter = 200, Tol = 1e-10, Stop = StopMode.Absolute)
-            let plain = ForwardIteration.Create(o).Invoke(f, torch.zeros_like(b))
-            let damped = ForwardIteration.Create(o).Damped(0.5).Invoke(f, torch.zeros_like(b))
+            let plain = Solver.run (ForwardIteration.Create(o)) f (torch.zeros_like(b))
+            let damped = Solver.run (ForwardIteration.Create(o) |> Solver.damped 0.5) f (torch.zeros_like(b))
             Expect.isFalse plain.Converged "plain iteration oscillates"
             Expect.isTrue damped.Converged $"{damped}"
             Expect.isLessThan (maxAbsDiff damped.Value (b / 1.999)) 1e-9 "damped reaches z* = b / 1.999"
@@ -199,11 +200,11 @@ let memory =
                 let mutable peak = 0L
                 let mutable calls = 0
                 // A target that keeps moving a little, so no solver can stop before MaxIter.
-                let counting = Func<Tensor, Tensor>(fun z ->
+                let counting (z: Tensor) =
                     peak <- max peak (Tensor.TotalCount - before)
                     calls <- calls + 1
-                    f.Invoke z + 1e-3 * sin (float calls))
-                let r = (make (options iters) : Solver).Invoke(counting, z0)
+                    f z + 1e-3 * sin (float calls)
+                let r = Solver.run (make (options iters) : Solver) counting z0
                 Expect.equal r.Steps iters $"{name} ran all {iters} steps"
                 let held = Tensor.TotalCount - before
                 r.Value.Dispose()

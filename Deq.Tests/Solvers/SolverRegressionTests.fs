@@ -7,6 +7,7 @@ open Expecto
 open TorchSharp
 
 open Deq.Solvers
+open Deq.FSharp
 open Deq.Tests.Support.Generators
 
 type private Recorded =
@@ -93,7 +94,7 @@ let regression =
             test $"{r.Name}, rho {r.Rho}, {r.Iters} steps" {
                 use scope = torch.NewDisposeScope()
                 let _, f = { TanhProblem.Seed = 7; N = 6; Batch = 3; Rho = r.Rho }.Build()
-                let result = (solver r.Name r.Iters).Invoke(Func<_, _> f, torch.zeros([| 3L; 6L |], dtype = ScalarType.Float64))
+                let result = Solver.run (solver r.Name r.Iters) f (torch.zeros([| 3L; 6L |], dtype = ScalarType.Float64))
                 Expect.equal result.Steps r.Iters "steps"
                 Expect.equal result.Evaluations r.Evaluations "evaluations"
                 // Broyden now forms J^-1 dg and the next direction by linearity: round-off, nothing more.

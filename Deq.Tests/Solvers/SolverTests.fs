@@ -6,6 +6,7 @@ open FsCheck.FSharp
 open TorchSharp
 
 open Deq.Solvers
+open Deq.FSharp
 open Deq.Tests.Support
 open Deq.Tests.Support.Generators
 
@@ -34,7 +35,7 @@ let exactFixedPoints =
                 for name, solve in solvers (absolute tol 2000) do
                     let r = TestDevice.withCpuCheck name (2. * bound) (fun (r: SolverResult) -> r.Value) (fun d ->
                         let _, _, f, _ = p.BuildOn d
-                        solve.Invoke(Func<_, _> f, TestDevice.zerosOn d [ p.Batch; p.N ]))
+                        Solver.run solve f (TestDevice.zerosOn d [ p.Batch; p.N ]))
                     Expect.isTrue r.Converged $"{name}: {r}"
                     Expect.isLessThanOrEqual (maxAbsDiff r.Value exact) bound $"{name} error vs exact")
 
@@ -49,7 +50,7 @@ let exactFixedPoints =
                 for name, solve in solvers (absolute tol 2000) do
                     let r = TestDevice.withCpuCheck name (2. * bound) (fun (r: SolverResult) -> r.Value) (fun d ->
                         let _, f = p.BuildOn d
-                        solve.Invoke(Func<_, _> f, TestDevice.zerosOn d [ p.Batch; p.N ]))
+                        Solver.run solve f (TestDevice.zerosOn d [ p.Batch; p.N ]))
                     Expect.isTrue r.Converged $"{name}: {r}"
                     Expect.isLessThanOrEqual (maxAbsDiff r.Value reference) bound $"{name} error")
     ]
@@ -65,11 +66,11 @@ let efficiency =
             let eig = torch.linspace(-0.5, p.Rho, int64 p.N, dtype = ScalarType.Float64)
             let a = TestDevice.onDevice (torch.matmul(torch.matmul(q, torch.diag(eig)), q.T))
             let b = TestDevice.onDevice (torch.randn([| int64 p.Batch; int64 p.N |], dtype = ScalarType.Float64, generator = g))
-            let f = Func<Tensor, Tensor>(fun z -> torch.matmul(z, a.T) + b)
+            let f (z: Tensor) = torch.matmul(z, a.T) + b
             let o = absolute 1e-8 5000
-            let forward = ForwardIteration.Create(o).Invoke(f, zerosLike p.Batch p.N)
-            let anderson = Anderson.Create(o).Invoke(f, zerosLike p.Batch p.N)
-            let broyden = Broyden.Create(o).Invoke(f, zerosLike p.Batch p.N)
+            let forward = Solver.run (ForwardIteration.Create(o)) f (zerosLike p.Batch p.N)
+            let anderson = Solver.run (Anderson.Create(o)) f (zerosLike p.Batch p.N)
+            let broyden = Solver.run (Broyden.Create(o)) f (zerosLike p.Batch p.N)
             for r in [ forward; anderson; broyden ] do Expect.isTrue r.Converged $"{r}"
             Expect.isLessThan anderson.Evaluations forward.Evaluations "anderson vs forward"
             Expect.isLessThan broyden.Evaluations forward.Evaluations "broyden vs forward")

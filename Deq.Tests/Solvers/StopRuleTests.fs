@@ -6,6 +6,7 @@ open Expecto
 open TorchSharp
 
 open Deq.Solvers
+open Deq.FSharp
 open Deq.Tests.Support.Generators
 
 let private solvers (o: SolverOptions) : (string * Solver) list =
@@ -30,7 +31,7 @@ let stopRule =
             for mapName, f in runaways do
                 for stop in [ StopMode.Relative; StopMode.Absolute ] do
                     for name, solve in solvers (SolverOptions(Stop = stop)) do
-                        let r = solve.Invoke(Func<_, _> f, zeros 2L 4L)
+                        let r = Solver.run solve f (zeros 2L 4L)
                         let what = $"{name} on {mapName} ({stop}): {r}"
                         Expect.notEqual r.Status SolverStatus.Converged what
                         Expect.isFalse (Array.exists id r.ConvergedPerElement) what
@@ -39,10 +40,10 @@ let stopRule =
 
         test "Broyden and Anderson on z + 1 + 0.1 sin z stop with Diverged, naming the run-away" {
             use scope = torch.NewDisposeScope()
-            let f = Func<Tensor, Tensor>(fun z -> z + 1.0 + 0.1 * torch.sin(z))
+            let f (z: Tensor) = z + 1.0 + 0.1 * torch.sin(z)
             for stop in [ StopMode.Relative; StopMode.Absolute ] do
                 for name, solve in [ "anderson", Anderson.Create(SolverOptions(Stop = stop)); "broyden", Broyden.Create(SolverOptions(Stop = stop)) ] do
-                    let r = solve.Invoke(f, zeros 2L 4L)
+                    let r = Solver.run solve f (zeros 2L 4L)
                     Expect.equal r.Status SolverStatus.Diverged $"{name} ({stop}): {r}"
                     Expect.stringContains r.Reason "ran away" name
                     Expect.stringContains r.Reason "MaxGrowth" name
@@ -51,9 +52,9 @@ let stopRule =
 
         test "a genuine fixed point of an expanding map (2z + 1, z* = -1) still converges" {
             use scope = torch.NewDisposeScope()
-            let f = Func<Tensor, Tensor>(fun z -> 2.0 * z + 1.0)
+            let f (z: Tensor) = 2.0 * z + 1.0
             for name, solve in [ "anderson", Anderson.Create(); "broyden", Broyden.Create() ] do
-                let r = solve.Invoke(f, zeros 2L 4L)
+                let r = Solver.run solve f (zeros 2L 4L)
                 Expect.isTrue r.Converged $"{name}: {r}"
                 Expect.isLessThan (maxAbsDiff r.Value (zeros 2L 4L - 1.0)) 1e-5 name
         }
@@ -63,7 +64,7 @@ let stopRule =
             use g = generator 3
             let b = torch.randn([| 2L; 5L |], dtype = ScalarType.Float64, generator = g)
             // z* = 1000 b: the relative residual's denominator is capped at 1000 x the start, not below it.
-            let r = Broyden.Create(SolverOptions(Tol = 1e-6)).Invoke(Func<_, _>(fun z -> 0.999 * z + b), zeros 2L 5L)
+            let r = Solver.run (Broyden.Create(SolverOptions(Tol = 1e-6))) (fun z -> 0.999 * z + b) (zeros 2L 5L)
             Expect.isTrue r.Converged $"{r}"
             Expect.isLessThan (maxAbsDiff r.Value (1000.0 * b)) 1e-6 "reaches z* = 1000 b"
         }
@@ -73,7 +74,7 @@ let stopRule =
 let private withElementOne (bad: Tensor -> Tensor) =
     let _, f = { TanhProblem.Seed = 7; N = 6; Batch = 3; Rho = 0.8 }.Build()
     let mask = torch.tensor([| false; true; false |]).reshape(3L, 1L)
-    f, Func<Tensor, Tensor>(fun z -> torch.where(mask, bad z, f z))
+    f, (fun (z: Tensor) -> torch.where(mask, bad z, f z))
 
 [<Tests>]
 let masking =
@@ -85,8 +86,8 @@ let masking =
             let o = SolverOptions(Tol = 1e-10, MaxIter = 200)
             for name, solve in solvers o do
                 calls <- 0
-                let r = solve.Invoke(poisoned, zeros 3L 6L)
-                let alone = solve.Invoke(Func<_, _> clean, zeros 3L 6L)
+                let r = Solver.run solve poisoned (zeros 3L 6L)
+                let alone = Solver.run solve clean (zeros 3L 6L)
                 Expect.equal r.Status SolverStatus.NonFinite $"{name}: {r}"
                 Expect.equal r.StatusPerElement [| SolverStatus.Converged; SolverStatus.NonFinite; SolverStatus.Converged |] $"{name}: {r}"
                 Expect.equal r.ConvergedPerElement [| true; false; true |] name
@@ -100,7 +101,7 @@ let masking =
             use scope = torch.NewDisposeScope()
             let _, f = withElementOne (fun z -> 3.0 * z + 1.0)
             for name, solve in [ "forward", ForwardIteration.Create(SolverOptions(Tol = 1e-8, MaxIter = 300)) ] do
-                let r = solve.Invoke(f, zeros 3L 6L)
+                let r = Solver.run solve f (zeros 3L 6L)
                 Expect.equal r.StatusPerElement [| SolverStatus.Converged; SolverStatus.Diverged; SolverStatus.Converged |] $"{name}: {r}"
                 Expect.equal r.Status SolverStatus.Diverged name
                 Expect.isLessThan r.StepsPerElement[1] r.Steps "the diverged element stopped early"
@@ -114,9 +115,9 @@ let statistics =
             use scope = torch.NewDisposeScope()
             // Element 0 contracts by 0.1 per step, element 1 by 0.9: plain iteration needs far more steps for 1.
             let rate = torch.tensor([| 0.1; 0.9 |], dtype = ScalarType.Float64).reshape(2L, 1L)
-            let f = Func<Tensor, Tensor>(fun z -> rate * z + 1.0)
+            let f (z: Tensor) = rate * z + 1.0
             let tol = 1e-8
-            let r = ForwardIteration.Create(SolverOptions(Tol = tol, Stop = StopMode.Absolute, MaxIter = 500)).Invoke(f, zeros 2L 3L)
+            let r = Solver.run (ForwardIteration.Create(SolverOptions(Tol = tol, Stop = StopMode.Absolute, MaxIter = 500))) f (zeros 2L 3L)
             Expect.isTrue r.Converged $"{r}"
             Expect.isLessThan r.StepsPerElement[0] r.StepsPerElement[1] "the fast element converged first"
             Expect.equal r.StepsPerElement[1] r.Steps "the slow one took every step"
@@ -134,12 +135,12 @@ let statistics =
             let _, f = { TanhProblem.Seed = 7; N = 6; Batch = 3; Rho = 0.8 }.Build()
             let seen = Collections.Generic.List<int * float[] * float[]>()
             let o = SolverOptions(Norm = ResidualNorm.Max, Tol = 1e-8)
-            let r =
-                Broyden.Create(o).Observed(fun s ->
-                    let expected = (s.Fz - s.Z).abs().amax([| 1L |]).data<float>().ToArray()
-                    Expect.equal s.Z.shape [| 3L; 6L |] "z shaped like z0"
-                    Expect.equal s.Norm ResidualNorm.Max "norm"
-                    seen.Add((s.Step, s.AbsResidual, expected))).Invoke(Func<_, _> f, zeros 3L 6L)
+            let observe (s: SolverStep) =
+                let expected = (s.Fz - s.Z).abs().amax([| 1L |]).data<float>().ToArray()
+                Expect.equal s.Z.shape [| 3L; 6L |] "z shaped like z0"
+                Expect.equal s.Norm ResidualNorm.Max "norm"
+                seen.Add((s.Step, s.AbsResidual, expected))
+            let r = Solver.run (Broyden.Create(o) |> Solver.observed observe) f (zeros 3L 6L)
             Expect.equal (seen |> Seq.map (fun (s, _, _) -> s) |> List.ofSeq) [ 1 .. r.Steps ] "one call per step, numbered"
             for _, abs, expected in seen do
                 Expect.isLessThan (Array.map2 (fun (a: float) b -> Math.Abs(a - b)) abs expected |> Array.max) 1e-15 "max-norm residual"
@@ -150,8 +151,8 @@ let statistics =
             let _, f = { TanhProblem.Seed = 7; N = 6; Batch = 3; Rho = 0.8 }.Build()
             let every = ForwardIteration.Create(SolverOptions(Tol = 1e-8, MaxIter = 200))
             let fifth = ForwardIteration.Create(SolverOptions(Tol = 1e-8, MaxIter = 200, CheckEvery = 5))
-            let a = every.Invoke(Func<_, _> f, zeros 3L 6L)
-            let b = fifth.Invoke(Func<_, _> f, zeros 3L 6L)
+            let a = Solver.run every f (zeros 3L 6L)
+            let b = Solver.run fifth f (zeros 3L 6L)
             Expect.isTrue b.Converged $"{b}"
             Expect.equal (b.Steps % 5) 0 "stops on a check step"
             Expect.isGreaterThanOrEqual b.Steps a.Steps "never before the step-by-step test"
@@ -166,8 +167,8 @@ let statistics =
                 SolverMethod.Create("half-step", (fun (ctx: SolveContext) (it: Iterate) ->
                     let z = it.Z.lerp(it.Fz, 0.5)
                     Iterate(z, ctx.Evaluate z)), o)
-            let r = half.Invoke(Func<_, _> f, zeros 3L 6L)
-            let reference = ForwardIteration.Create(o, 0.5).Invoke(Func<_, _> f, zeros 3L 6L)
+            let r = Solver.run half f (zeros 3L 6L)
+            let reference = Solver.run (ForwardIteration.Create(o, 0.5)) f (zeros 3L 6L)
             Expect.isTrue r.Converged $"{r}"
             Expect.equal r.Solver "half-step" "name"
             Expect.equal r.Steps reference.Steps "steps"
@@ -182,10 +183,10 @@ let batchScope =
         // Seven fast elements (rate 0.1, offset 1) and one slow, small one (rate 0.9, offset 0.01).
         let rate = torch.tensor([| 0.1; 0.1; 0.1; 0.1; 0.1; 0.1; 0.1; 0.9 |], dtype = ScalarType.Float64).reshape(8L, 1L)
         let offset = torch.tensor([| 1.0; 1.0; 1.0; 1.0; 1.0; 1.0; 1.0; 0.01 |], dtype = ScalarType.Float64).reshape(8L, 1L)
-        let f = Func<Tensor, Tensor>(fun z -> rate * z + offset)
+        let f (z: Tensor) = rate * z + offset
         let tol = 1e-4
-        let every = ForwardIteration.Create(SolverOptions(Tol = tol, MaxIter = 500)).Invoke(f, zeros 8L 3L)
-        let batch = ForwardIteration.Create(SolverOptions(Tol = tol, MaxIter = 500, Over = StopScope.Batch)).Invoke(f, zeros 8L 3L)
+        let every = Solver.run (ForwardIteration.Create(SolverOptions(Tol = tol, MaxIter = 500))) f (zeros 8L 3L)
+        let batch = Solver.run (ForwardIteration.Create(SolverOptions(Tol = tol, MaxIter = 500, Over = StopScope.Batch))) f (zeros 8L 3L)
         Expect.isTrue every.Converged $"{every}"
         Expect.isTrue batch.Converged $"{batch}"
         Expect.isLessThan batch.Steps every.Steps "the combined residual is met before the slow element's own"
