@@ -44,6 +44,14 @@ module Jacobian =
     let spectralRadius (f: torch.Tensor -> torch.Tensor) (z: torch.Tensor) : float[] =
         JacobianEstimates.SpectralRadius(Func<_, _> f, z)
 
+    /// frobeniusNormSquared averaged over `samples` probes, drawn from `generator` (None: the global one).
+    let frobeniusNormSquaredWith (samples: int) (generator: torch.Generator option) (f: torch.Tensor -> torch.Tensor) (z: torch.Tensor) : torch.Tensor =
+        JacobianEstimates.FrobeniusNormSquared(Func<_, _> f, z, samples, Option.toObj generator)
+
+    /// spectralRadius after `iterations` power steps from a start drawn from `generator` (None: the global one).
+    let spectralRadiusWith (iterations: int) (generator: torch.Generator option) (f: torch.Tensor -> torch.Tensor) (z: torch.Tensor) : float[] =
+        JacobianEstimates.SpectralRadius(Func<_, _> f, z, iterations, Option.toObj generator)
+
 /// Adjoints and backward reports matched as F# patterns.
 [<AutoOpen>]
 module ImplicitPatterns =

@@ -6,15 +6,16 @@ open FsCheck.FSharp
 open TorchSharp
 open Deq.Solvers
 open Deq.Implicit
+open Deq.FSharp
 open Deq.Tests.Support
 open Deq.Tests.Support.Generators
 open Deq.Tests.Support.DeqProblems
 
-let private implicitTight = EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(tight))
+let private implicitTight = { Equilibrium.defaults with Forward = tight; Adjoint = Adjoint.Implicit(tight) }
 
 /// Gradient through `steps` plain applications of f from z0, by ordinary autograd.
 let private unrolledGradient (layer: Layer) steps =
-    gradients layer (EquilibriumOptions(Adjoint = Adjoint.Unrolled steps)) |> fst
+    gradients layer { Equilibrium.defaults with Adjoint = Adjoint.Unrolled steps } |> fst
 
 [<Tests>]
 let implicitGradient =
@@ -43,7 +44,7 @@ let implicitGradient =
                 let layer = spec.Build()
                 let implicit, _ = gradients layer implicitTight
                 let errorAt k =
-                    let g, _ = gradients layer (EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Phantom(k, 0.5)))
+                    let g, _ = gradients layer { Equilibrium.defaults with Forward = tight; Adjoint = Adjoint.Phantom(k, 0.5) }
                     relativeError g implicit
                 let errors = [ 1; 4; 16; 64; 256 ] |> List.map errorAt
                 for a, b in List.pairwise errors do
@@ -57,7 +58,7 @@ let implicitGradient =
             for tol in [ 1e-3; 1e-6; 1e-9 ] do
                 let backward = Anderson.Create(SolverOptions(MaxIter = 500, Tol = tol, Stop = StopMode.Absolute))
                 // Devices may stop the loose backward solve a step apart: allow the error the test allows.
-                let g, eq = gradientsWithin (tol * 1e3) layer (EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(backward)))
+                let g, eq = gradientsWithin (tol * 1e3) layer { Equilibrium.defaults with Forward = tight; Adjoint = Adjoint.Implicit(backward) }
                 let stats = backwardOf eq
                 Expect.isTrue stats.Converged $"tol {tol}: {stats}"
                 Expect.isLessThanOrEqual stats.AbsLowest tol "residual within tol"
@@ -69,15 +70,15 @@ let implicitGradient =
             use scope = torch.NewDisposeScope()
             let layer = { Seed = 4; N = 5; Batch = 3; Rho = 0.7 }.Build()
             let options, report = reporting implicitTight
-            let eq = Equilibrium.Solve(layer.F, layer.Z0, options)
+            let eq = Equilibrium.solve options layer.F layer.Z0
             Expect.equal eq.Forward.AbsResidual.Length 3 "per element"
             Expect.isTrue eq.Forward.Converged "converged"
             Expect.isNone report.Value "no backward yet"
             Expect.isTrue eq.Z.requires_grad "attached to autograd"
-            Equilibrium.Backward(layer.Loss eq.Z)
+            Equilibrium.backward (layer.Loss eq.Z)
             Expect.isTrue (report.Value |> Option.exists (fun r -> r.Result.Converged && r.Result.AbsResidual.Length = 3)) "reported once backward ran"
             use noGrad = torch.no_grad()
-            let evalEq = Equilibrium.Solve(layer.F, layer.Z0, implicitTight)
+            let evalEq = Equilibrium.solve implicitTight layer.F layer.Z0
             Expect.isFalse evalEq.Z.requires_grad "no graph in evaluation"
         }
     ]
@@ -89,7 +90,7 @@ let failures =
             use scope = torch.NewDisposeScope()
             let layer = { Seed = 5; N = 6; Batch = 2; Rho = 0.95 }.Build()
             let weak = ForwardIteration.Create(SolverOptions(MaxIter = 2, Tol = 1e-12))
-            let g, eq = gradients layer (EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(weak)))
+            let g, eq = gradients layer { Equilibrium.defaults with Forward = tight; Adjoint = Adjoint.Implicit(weak) }
             Expect.equal (backwardOf eq).Status SolverStatus.MaxIterations $"{backwardOf eq}"
             Expect.isFalse (backwardOf eq).Converged "not converged"
             Expect.isTrue (torch.isfinite(g).all().item<bool>()) "finite gradients"
@@ -100,10 +101,10 @@ let failures =
             // f(z) = 1.5 z + x: Broyden finds z* = -2x, but plain iteration on the adjoint
             // g = 1.5 g + dL/dz* blows up.
             let x = TestDevice.onDevice(torch.randn([| 2L; 3L |], dtype = ScalarType.Float64, generator = generator 1)).requires_grad_(true)
-            let f = Func<Tensor, Tensor>(fun z -> 1.5 * z + x)
-            let options = EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(ForwardIteration.Create(SolverOptions(MaxIter = 500, Tol = 1e-10))))
+            let f (z: Tensor) = 1.5 * z + x
+            let options = { Equilibrium.defaults with Forward = tight; Adjoint = Adjoint.Implicit(ForwardIteration.Create(SolverOptions(MaxIter = 500, Tol = 1e-10))) }
             let options, report = reporting options
-            let eq = Equilibrium.Solve(f, TestDevice.zerosOn (TestDevice.device ()) [ 2; 3 ], options)
+            let eq = Equilibrium.solve options f (TestDevice.zerosOn (TestDevice.device ()) [ 2; 3 ])
             Expect.isLessThan (maxAbsDiff eq.Z (-2.0 * x)) 1e-9 "forward found the unstable fixed point"
             let g = torch.autograd.grad([| eq.Z.sum() |], [| x |])[0]
             let b = backwardOf { Forward = eq.Forward; Backward = report.Value }
@@ -118,17 +119,17 @@ let robustness =
         test "an exception inside the adjoint solve is recorded, not a process abort" {
             use scope = torch.NewDisposeScope()
             let x = torch.ones([| 2L; 3L |], dtype = ScalarType.Float64, device = TestDevice.device ()).requires_grad_(true)
-            let f = Func<Tensor, Tensor>(fun z -> 0.5 * z + x)
+            let f (z: Tensor) = 0.5 * z + x
             let throwing = Solver(fun _ _ -> invalidOp "adjoint solver exploded")
-            let options, report = reporting (EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(throwing)))
-            let solve () = Equilibrium.Solve(f, TestDevice.zerosOn (TestDevice.device ()) [ 2; 3 ], options)
+            let options, report = reporting { Equilibrium.defaults with Forward = tight; Adjoint = Adjoint.Implicit(throwing) }
+            let solve () = Equilibrium.solve options f (TestDevice.zerosOn (TestDevice.device ()) [ 2; 3 ])
             let g = torch.autograd.grad([| (solve ()).Z.sum() |], [| x |])[0]
             let b = backwardOf { Forward = Unchecked.defaultof<_>; Backward = report.Value }
             Expect.equal b.Status SolverStatus.Faulted "status Faulted"
             Expect.stringContains b.Reason "adjoint solver exploded" "reason carries the message"
             Expect.isTrue (report.Value |> Option.exists (fun r -> r.Faulted)) "the report carries the exception"
             Expect.equal (g.abs().sum().item<float>()) 0.0 "zero gradient through the faulted equilibrium"
-            let e = Expect.throwsT<ImplicitBackwardException> (fun () -> Equilibrium.Backward((solve ()).Z.sum())) "Equilibrium.Backward raises it"
+            let e = Expect.throwsT<ImplicitBackwardException> (fun () -> Equilibrium.backward ((solve ()).Z.sum())) "Equilibrium.Backward raises it"
             ()
         }
 
@@ -136,10 +137,12 @@ let robustness =
             use scope = torch.NewDisposeScope()
             let layer = { Seed = 7; N = 5; Batch = 2; Rho = 0.8 }.Build()
             let mutable calls = 0
-            let f = Func<Tensor, Tensor>(fun z -> calls <- calls + 1; layer.F.Invoke z)
-            let eq = Equilibrium.Solve(f, layer.Z0, implicitTight)
+            let f (z: Tensor) =
+                calls <- calls + 1
+                layer.F z
+            let eq = Equilibrium.solve implicitTight f layer.Z0
             let afterForward = calls
-            Equilibrium.Backward(layer.Loss eq.Z)
+            Equilibrium.backward (layer.Loss eq.Z)
             Expect.equal calls afterForward "no application of f during backward"
         }
 
@@ -149,7 +152,7 @@ let robustness =
             let expected, _ = gradients layer implicitTight
             let loss =
                 use inner = torch.NewDisposeScope()
-                let eq = Equilibrium.Solve(layer.F, layer.Z0, implicitTight)
+                let eq = Equilibrium.solve implicitTight layer.F layer.Z0
                 (layer.Loss eq.Z).MoveToOuterDisposeScope()
             let grads = torch.autograd.grad([| loss |], Array.ofList layer.Leaves)
             let flat = torch.cat(grads |> Seq.map (fun g -> g.reshape(-1L)) |> Array.ofSeq, 0L)
@@ -161,13 +164,13 @@ let robustness =
             let layer = { Seed = 9; N = 6; Batch = 3; Rho = 0.9 }.Build()
             let expected, _ = gradients layer implicitTight
             let gmres = LinearSolve.Gmres(SolverOptions(MaxIter = 60, Tol = 1e-13, Stop = StopMode.Absolute), restart = 4)
-            let g, solved = gradients layer (EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(gmres)))
+            let g, solved = gradients layer { Equilibrium.defaults with Forward = tight; Adjoint = Adjoint.Implicit(gmres) }
             Expect.isTrue (backwardOf solved).Converged $"{backwardOf solved}"
             Expect.isLessThan (relativeError g expected) 1e-9 "GMRES adjoint = fixed-point adjoint"
             // f(z) = 1.5 z + x: (I - J^T) = -0.5 I, so dz*/dx = -2; plain iteration on the adjoint diverges.
             let x = TestDevice.onDevice(torch.randn([| 2L; 3L |], dtype = ScalarType.Float64, generator = generator 2)).requires_grad_(true)
-            let f = Func<Tensor, Tensor>(fun z -> 1.5 * z + x)
-            let eq = Equilibrium.Solve(f, TestDevice.zerosOn (TestDevice.device ()) [ 2; 3 ], EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(gmres)))
+            let f (z: Tensor) = 1.5 * z + x
+            let eq = Equilibrium.solve { Equilibrium.defaults with Forward = tight; Adjoint = Adjoint.Implicit(gmres) } f (TestDevice.zerosOn (TestDevice.device ()) [ 2; 3 ])
             let gx = torch.autograd.grad([| eq.Z.sum() |], [| x |])[0]
             Expect.isLessThan (maxAbsDiff gx (torch.full_like(x, -2.0))) 1e-10 "dz*/dx = -2"
         }
@@ -175,9 +178,9 @@ let robustness =
         test "an f that ignores z (J = 0) differentiates to the one-step gradient" {
             use scope = torch.NewDisposeScope()
             let x = torch.ones([| 2L; 3L |], dtype = ScalarType.Float64, device = TestDevice.device ()).requires_grad_(true)
-            let f = Func<Tensor, Tensor>(fun _ -> 3.0 * x)
-            let options, report = reporting (EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(tight)))
-            let eq = Equilibrium.Solve(f, TestDevice.zerosOn (TestDevice.device ()) [ 2; 3 ], options)
+            let f (_: Tensor) = 3.0 * x
+            let options, report = reporting { Equilibrium.defaults with Forward = tight; Adjoint = Adjoint.Implicit(tight) }
+            let eq = Equilibrium.solve options f (TestDevice.zerosOn (TestDevice.device ()) [ 2; 3 ])
             let g = torch.autograd.grad([| eq.Z.sum() |], [| x |])[0]
             Expect.isLessThan (maxAbsDiff g (torch.full_like(x, 3.0))) 1e-12 "dz*/dx = 3"
             Expect.isTrue (report.Value.IsNone || (Option.get report.Value).Result.Converged) "adjoint solved (or not needed: f(z*) does not depend on z)"
@@ -192,21 +195,21 @@ let memory =
         // run exactly `iters` steps whatever the tolerance.
         let q, _ = torch.linalg.qr(torch.randn([| 8L; 8L |], dtype = ScalarType.Float64, generator = generator 6)).ToTuple()
         let q = TestDevice.onDevice q
-        let rotate = Func<Tensor, Tensor>(fun z -> torch.matmul(z, q.T) + torch.matmul(layer.X, layer.U.T) + layer.B)
+        let rotate (z: Tensor) = torch.matmul(z, q.T) + torch.matmul(layer.X, layer.U.T) + layer.B
         let measure iters =
             // Finalize other tests' leftover tensors now, not during the count.
             GC.Collect()
             GC.WaitForPendingFinalizers()
             let before = torch.Tensor.TotalCount
             let mutable peak = 0L
-            let counting = Func<Tensor, Tensor>(fun z ->
+            let counting (z: Tensor) =
                 peak <- max peak (torch.Tensor.TotalCount - before)
-                rotate.Invoke z)
+                rotate z
             let solver = ForwardIteration.Create(SolverOptions(MaxIter = iters, Tol = 1e-12))
-            let options, report = reporting (EquilibriumOptions(Forward = solver, Adjoint = Adjoint.Implicit(solver)))
+            let options, report = reporting { Equilibrium.defaults with Forward = solver; Adjoint = Adjoint.Implicit(solver) }
             let run () =
                 use scope = torch.NewDisposeScope()
-                let eq = Equilibrium.Solve(counting, layer.Z0, options)
+                let eq = Equilibrium.solve options counting layer.Z0
                 // W is not in this map; asking for its gradient would abort libtorch.
                 let grads = torch.autograd.grad([| layer.Loss eq.Z |], [| layer.U; layer.B; layer.X |])
                 Expect.equal eq.Forward.Steps iters "forward ran all steps"

@@ -4,6 +4,7 @@ open System
 open Expecto
 open TorchSharp
 open Deq.Implicit
+open Deq.FSharp
 open Deq.Tests.Support.Generators
 
 [<Tests>]
@@ -13,9 +14,9 @@ let jacobianEstimates =
             use scope = torch.NewDisposeScope()
             use g = generator 11
             let a = torch.randn([| 5L; 5L |], dtype = ScalarType.Float64, generator = g).requires_grad_(true)
-            let f = Func<Tensor, Tensor>(fun z -> torch.matmul(z, a.T))
+            let f (z: Tensor) = torch.matmul(z, a.T)
             let z = torch.randn([| 3L; 5L |], dtype = ScalarType.Float64, generator = g)
-            let estimate = JacobianEstimates.FrobeniusNormSquared(f, z, samples = 4000, generator = g)
+            let estimate = Jacobian.frobeniusNormSquaredWith 4000 (Some g) f z
             let exact = (a * a).sum().item<float>()
             Expect.isLessThan (abs (estimate.item<float>() - exact) / exact) 0.05 "within 5% at 4000 samples"
             Expect.isTrue estimate.requires_grad "usable as a loss term"
@@ -29,16 +30,16 @@ let jacobianEstimates =
             let q, _ = torch.linalg.qr(torch.randn([| 6L; 6L |], dtype = ScalarType.Float64, generator = g)).ToTuple()
             let eig = torch.tensor([| 0.9; -0.5; 0.3; 0.2; 0.1; 0.0 |], dtype = ScalarType.Float64)
             let a = torch.matmul(torch.matmul(q, torch.diag(eig)), q.T)
-            let f = Func<Tensor, Tensor>(fun z -> torch.matmul(z, a.T))
-            let radius = JacobianEstimates.SpectralRadius(f, torch.zeros([| 2L; 6L |], dtype = ScalarType.Float64), iterations = 200, generator = g)
+            let f (z: Tensor) = torch.matmul(z, a.T)
+            let radius = Jacobian.spectralRadiusWith 200 (Some g) f (torch.zeros([| 2L; 6L |], dtype = ScalarType.Float64))
             Expect.equal radius.Length 2 "per batch element"
             for r in radius do Expect.floatClose Accuracy.high r 0.9 "spectral radius 0.9"
         }
 
         test "bad sample counts are rejected by name" {
-            let f = Func<Tensor, Tensor>(id)
+            let f : Tensor -> Tensor = id
             let z = torch.zeros([| 1L; 2L |], dtype = ScalarType.Float64)
-            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> JacobianEstimates.FrobeniusNormSquared(f, z, samples = 0) |> ignore) "samples"
-            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> JacobianEstimates.SpectralRadius(f, z, iterations = 0) |> ignore) "iterations"
+            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Jacobian.frobeniusNormSquaredWith 0 None f z |> ignore) "samples"
+            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Jacobian.spectralRadiusWith 0 None f z |> ignore) "iterations"
         }
     ]

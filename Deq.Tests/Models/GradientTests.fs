@@ -5,19 +5,20 @@ open TorchSharp
 
 open Deq.Implicit
 open Deq.Models
+open Deq.FSharp
 open Deq.Tests.Support.Generators
 open Deq.Tests.Models.ModelFixtures
 
 /// Gradient of `loss` w.r.t. p under a gradient mode, and the equilibrium result.
-let private gradient (m: torch.nn.Module) (p: Tensor) (loss: EquilibriumOptions -> Tensor * EquilibriumResult) mode =
+let private gradient (m: torch.nn.Module) (p: Tensor) (loss: EquilibriumSettings -> Tensor * EquilibriumResult) mode =
     m.zero_grad()
     let options, report = reporting (tight mode)
     let l, eq = loss options
-    Equilibrium.Backward l
+    Equilibrium.backward l
     (gradOf p).detach().clone(), eq, report.Value
 
 /// Implicit gradient vs unrolled iteration vs a central finite difference along a random direction.
-let private check (m: torch.nn.Module) (named: (string * Tensor) list) (loss: EquilibriumOptions -> Tensor * EquilibriumResult) =
+let private check (m: torch.nn.Module) (named: (string * Tensor) list) (loss: EquilibriumSettings -> Tensor * EquilibriumResult) =
     for name, p in named do
         use scope = torch.NewDisposeScope()
         let watch = System.Diagnostics.Stopwatch.StartNew()
@@ -51,9 +52,9 @@ let gradients =
             use scope = torch.NewDisposeScope()
             use m = transformer 21 (Tiny.Transformer(weightNorm = true))
             let x, y = tokens 22 2 4 20, tokens 23 2 4 20
-            let memory = m.Forward(tokens 24 2 3 20, null, tight (Adjoint.Implicit())).Memory
-            let loss (o: EquilibriumOptions) =
-                let out = m.Forward(x, memory, o)
+            let memory = (DeqTransformerLM.forward m (tokens 24 2 3 20) None (tight (Adjoint.Implicit()))).Memory
+            let loss (o: EquilibriumSettings) =
+                let out = DeqTransformerLM.forward m x (Some memory) o
                 m.Loss(out.Hidden, y), out.Equilibrium
             check m [ "qkv direction", m.core.func.dec_attn.qkv_net.weight
                       "ff1 gain", required "weight_g" m.core.func.pos_ff.ff1_net.weight_g
@@ -66,9 +67,9 @@ let gradients =
             use scope = torch.NewDisposeScope()
             use m = trellis 31 (Tiny.Trellis(kernel = 3))
             let x, y = tokens 32 2 4 20, tokens 33 2 4 20
-            let memory = m.Forward(tokens 34 2 3 20, null, tight (Adjoint.Implicit())).Memory
-            let loss (o: EquilibriumOptions) =
-                let out = m.Forward(x, memory, o)
+            let memory = (DeqTrellisNetLM.forward m (tokens 34 2 3 20) None (tight (Adjoint.Implicit()))).Memory
+            let loss (o: EquilibriumSettings) =
+                let out = DeqTrellisNetLM.forward m x (Some memory) o
                 m.Loss(out.Hidden, y), out.Equilibrium
             check m [ "conv direction", m.trellisnet.full_conv.weight
                       "conv gain", required "weight_g" m.trellisnet.full_conv.weight_g

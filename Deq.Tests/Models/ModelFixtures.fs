@@ -8,19 +8,23 @@ open TorchSharp
 open Deq.Solvers
 open Deq.Implicit
 open Deq.Models
+open Deq.FSharp
 open Deq.Tests.Support.Generators
 
 /// The gradient of a parameter, failing the test when there is none.
 let gradOf (p: Tensor) =
-    match p.grad with
-    | null -> failwith "no gradient reached the parameter"
-    | g -> g
+    match Option.ofObj p.grad with
+    | Some g -> g
+    | None -> failwith "no gradient reached the parameter"
 
-/// A value that must not be null.
-let required (what: string) (x: 'a | null) : 'a =
+/// A value that may be missing, failing the test when it is.
+let present (what: string) (x: 'a option) : 'a =
     match x with
-    | null -> failwith $"{what} is null"
-    | v -> v
+    | Some v -> v
+    | None -> failwith $"{what} is missing"
+
+/// A value the C# API may leave null, failing the test when it does.
+let required (what: string) (x: 'a | null) : 'a = present what (Option.ofObj x)
 
 /// Finalises garbage now: TorchSharp leaves some tensors (e.g. optimizer and autograd internals) to finalizers,
 /// which must not run later inside a test that counts live tensors.
@@ -38,12 +42,12 @@ let tight (mode: Adjoint) =
     // iterate when its residual grows 10x; Anderson, then damped iteration, take over if Broyden still falls short.
     let solver () =
         Broyden.Create(SolverOptions(MaxIter = 100, Tol = 1e-11), BroydenOptions(Safeguard = 10.0))
-            .OrElse(Anderson.Create(SolverOptions(MaxIter = 300, Tol = 1e-11)))
-            .OrElse(ForwardIteration.Create(SolverOptions(MaxIter = 3000, Tol = 1e-11), 0.5))
-    let adjoint = match mode with :? ImplicitAdjoint -> Adjoint.Implicit(solver ()) | other -> other
-    EquilibriumOptions(Forward = solver (), Adjoint = adjoint)
+        |> Solver.orElse (Anderson.Create(SolverOptions(MaxIter = 300, Tol = 1e-11)))
+        |> Solver.orElse (ForwardIteration.Create(SolverOptions(MaxIter = 3000, Tol = 1e-11), 0.5))
+    let adjoint = match mode with Implicit _ -> Adjoint.Implicit(solver ()) | other -> other
+    { Equilibrium.defaults with Forward = solver (); Adjoint = adjoint }
 
-/// The options plus a cell that receives the adjoint's report once backward has run.
+/// The settings plus a cell that receives the adjoint's report once backward has run.
 let reporting = Deq.Tests.Support.DeqProblems.reporting
 
 /// Tiny test configurations (F# cannot copy-and-update C# records, so overrides are optional arguments).

@@ -7,6 +7,7 @@ open TorchSharp
 
 open Deq.Implicit
 open Deq.Models
+open Deq.FSharp
 open Deq.Tests.Support.Generators
 open Deq.Tests.Models.ModelFixtures
 
@@ -58,7 +59,7 @@ let private lmTraining (name: string) (ids: int64[]) (vocab: int) =
             let cfg = DeqTransformerConfig(NToken = vocab, Schedule = EquilibriumSchedule.Lean(pretrainSteps = 1, unrolledLayers = 4, forwardIterations = 20, backwardIterations = 20))
             use m = new DeqTransformerLM(cfg)
             let x, y = lmBatch ids 4 cfg.SeqLen 0
-            lossDrops "DEQ-Transformer tiny" m (fun step -> m.Loss(m.Forward(x, null, step).Hidden, y))
+            lossDrops "DEQ-Transformer tiny" m (fun step -> m.Loss((DeqTransformerLM.forwardAt m x None step).Hidden, y))
         }
 
         test "DEQ-TrellisNet: loss decreases over 3 Adam steps (pretrain step, then implicit)" {
@@ -67,7 +68,7 @@ let private lmTraining (name: string) (ids: int64[]) (vocab: int) =
             let cfg = DeqTrellisNetConfig(NToken = vocab, Schedule = EquilibriumSchedule.Lean(pretrainSteps = 1, unrolledLayers = 8, forwardIterations = 30, backwardIterations = 30))
             use m = new DeqTrellisNetLM(cfg)
             let x, y = lmBatch ids 4 cfg.SeqLen 0
-            lossDrops "DEQ-TrellisNet tiny" m (fun step -> m.Loss(m.Forward(x, null, step).Hidden, y))
+            lossDrops "DEQ-TrellisNet tiny" m (fun step -> m.Loss((DeqTrellisNetLM.forwardAt m x None step).Hidden, y))
         }
     ]
 
@@ -105,13 +106,13 @@ let training =
                 let lm = Deq.Models.DeqLanguageModels.Registry.Create(name, Deq.Training.LanguageModelSpec(30, torch.CPU, Seed = 5L))
                 use _ = lm.Module
                 let input = (tokens 6 3 5 30).t()   // [L 5, B 3]
-                let first = lm.Forward.Invoke(input, null)
+                let first = LanguageModel.forward lm input None
                 Expect.equal first.Logits.shape [| 5L; 3L; 30L |] $"{name}: logits"
                 Expect.isLessThan (maxAbsDiff (first.Logits.exp().sum(2L).double()) (torch.ones([| 5L; 3L |], dtype = ScalarType.Float64))) 1e-4 $"{name}: log-probabilities"
-                let memory = required "memory" first.Memory
-                let second = lm.Forward.Invoke(input, memory)
+                let memory = present "memory" (LanguageModel.memory first)
+                let second = LanguageModel.forward lm input (Some memory)
                 Expect.equal second.Logits.shape [| 5L; 3L; 30L |] $"{name}: with memory"
-                let stats = (required "stats" second.Stats).Invoke()
+                let stats = present "stats" (LanguageModel.stats second)
                 Expect.isTrue (stats.ForwardSteps.HasValue && stats.ForwardSteps.Value > 0) $"{name}: forward solver steps reported"
             settle ()
         }

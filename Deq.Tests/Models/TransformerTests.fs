@@ -8,6 +8,7 @@ open TorchSharp
 open Deq.Solvers
 open Deq.Implicit
 open Deq.Models
+open Deq.FSharp
 open Deq.Tests.Support.Generators
 open Deq.Tests.Models.ModelFixtures
 
@@ -38,11 +39,11 @@ let shapes =
             use scope = torch.NewDisposeScope()
             use m = transformer 2 tinyTransformerConfig
             let x = tokens 1 3 4 20
-            let out1 = m.Forward(x, null, tight (Adjoint.Implicit()))
+            let out1 = DeqTransformerLM.forward m x None (tight (Adjoint.Implicit()))
             Expect.equal out1.Hidden.shape [| 3L; 4L; 8L |] "hidden"
             Expect.equal out1.Memory.Z.shape [| 3L; 4L; 8L |] "memory after 4 tokens"
             Expect.equal out1.Memory.Injection.shape [| 3L; 4L; 24L |] "memory injection"
-            let out2 = m.Forward(tokens 2 3 4 20, out1.Memory, tight (Adjoint.Implicit()))
+            let out2 = DeqTransformerLM.forward m (tokens 2 3 4 20) (Some out1.Memory) (tight (Adjoint.Implicit()))
             Expect.equal out2.Memory.Z.shape [| 3L; 5L; 8L |] "memory capped at mem_len 5"
             Expect.isFalse out2.Memory.Z.requires_grad "memory is detached"
             let loss = m.Loss(out2.Hidden, tokens 3 3 4 20)
@@ -62,8 +63,8 @@ let shapes =
         test "bad input is reported clearly" {
             use scope = torch.NewDisposeScope()
             use m = transformer 3 tinyTransformerConfig
-            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> m.Forward(torch.tensor([| 0L; 25L |]).reshape(1L, 2L), null, unrolled 2) |> ignore) "token out of range"
-            Expect.throwsT<ArgumentException> (fun () -> m.Forward(torch.zeros(4L, dtype = ScalarType.Int64), null, unrolled 2) |> ignore) "1-d tokens"
+            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> DeqTransformerLM.forward m (torch.tensor([| 0L; 25L |]).reshape(1L, 2L)) None (unrolled 2) |> ignore) "token out of range"
+            Expect.throwsT<ArgumentException> (fun () -> DeqTransformerLM.forward m (torch.zeros(4L, dtype = ScalarType.Int64)) None (unrolled 2) |> ignore) "1-d tokens"
             Expect.throwsT<ArgumentOutOfRangeException> (fun () -> DeqTransformerConfig(DModel = 0).Validate() |> ignore) "d_model 0"
         }
     ]
@@ -89,18 +90,18 @@ let causality =
                 use scope = torch.NewDisposeScope()
                 use _ = torch.no_grad()
                 use m = transformer 11 tinyTransformerConfig
-                let memory : TransformerMemory | null = if withMemory then m.Forward(tokens (seed + 1) 2 3 20, null, unrolled 4).Memory else null
+                let memory = if withMemory then Some (DeqTransformerLM.forward m (tokens (seed + 1) 2 3 20) None (unrolled 4)).Memory else None
                 let xa = tokens seed 2 6 20
                 let xb = torch.cat([| upTo t xa; from (t + 1) (tokens (seed + 2) 2 6 20) |], 1L)
-                let ca, cb = m.Bind(xa, memory), m.Bind(xb, memory)
+                let ca, cb = DeqTransformerLM.bind m xa memory, DeqTransformerLM.bind m xb memory
                 let za = randn (seed + 3) [| 2L; 6L; 8L |]
                 let zb = changeAfter t za (randn (seed + 4) [| 2L; 6L; 8L |])
-                let fa, fb = ca.F.Invoke za, cb.F.Invoke zb
+                let fa, fb = TransformerCell.f ca za, TransformerCell.f cb zb
                 Expect.isLessThan (maxAbsDiff (upTo t fa) (upTo t fb)) 1e-13 "f"
                 Expect.isGreaterThan (maxAbsDiff fa fb) 1e-6 "the change does reach later positions"
-                let ua, ub = m.Forward(xa, memory, unrolled 5), m.Forward(xb, memory, unrolled 5)
+                let ua, ub = DeqTransformerLM.forward m xa memory (unrolled 5), DeqTransformerLM.forward m xb memory (unrolled 5)
                 Expect.isLessThan (maxAbsDiff (upTo t ua.Hidden) (upTo t ub.Hidden)) 1e-13 "unrolled"
-                let ea, eb = m.Forward(xa, memory, tight (Adjoint.Implicit())), m.Forward(xb, memory, tight (Adjoint.Implicit()))
+                let ea, eb = DeqTransformerLM.forward m xa memory (tight (Adjoint.Implicit())), DeqTransformerLM.forward m xb memory (tight (Adjoint.Implicit()))
                 // Solvers mix positions (Broyden's updates are global), so causality holds up to the residual.
                 let residual = ea.Equilibrium.Forward.AbsLowest + eb.Equilibrium.Forward.AbsLowest
                 Expect.isLessThan residual 1e-5 $"solved: {ea.Equilibrium.Forward} / {eb.Equilibrium.Forward}"
@@ -114,10 +115,10 @@ let equilibrium =
             use scope = torch.NewDisposeScope()
             use _ = torch.no_grad()
             use m = transformer 4 (Tiny.Transformer(dModel = 16, dHead = 8, dInner = 32, initStd = 0.25))
-            let cell = m.Bind(tokens 5 2 8 20, null)
-            let r = Broyden.Create(SolverOptions(MaxIter = 60, Tol = 1e-8)).Invoke(cell.F, cell.Z0)
+            let cell = DeqTransformerLM.bind m (tokens 5 2 8 20) None
+            let r = Solver.run (Broyden.Create(SolverOptions(MaxIter = 60, Tol = 1e-8))) (TransformerCell.f cell) cell.Z0
             Expect.isTrue r.Converged $"{r}"
-            let residual = (cell.F.Invoke r.Value - r.Value).norm().item<float>() / (cell.F.Invoke r.Value).norm().item<float>()
+            let residual = (TransformerCell.f cell r.Value - r.Value).norm().item<float>() / (TransformerCell.f cell r.Value).norm().item<float>()
             Expect.isLessThan residual 1e-7 "relative residual of the returned z"
         }
 
@@ -126,15 +127,15 @@ let equilibrium =
             use _ = torch.no_grad()
             use m = transformer 6 tinyTransformerConfig
             let x = tokens 7 2 7 20
-            let full = m.Forward(x, null, tight (Adjoint.Implicit()))
-            let a = m.Forward(upTo 2 x, null, tight (Adjoint.Implicit()))
-            let b = m.Forward(from 3 x, a.Memory, tight (Adjoint.Implicit()))
+            let full = DeqTransformerLM.forward m x None (tight (Adjoint.Implicit()))
+            let a = DeqTransformerLM.forward m (upTo 2 x) None (tight (Adjoint.Implicit()))
+            let b = DeqTransformerLM.forward m (from 3 x) (Some a.Memory) (tight (Adjoint.Implicit()))
             Expect.isLessThan (maxAbsDiff a.Hidden (upTo 2 full.Hidden)) 1e-9 "first segment"
             Expect.isLessThan (maxAbsDiff b.Hidden (from 3 full.Hidden)) 1e-9 "second segment, through memory"
             // A memory shorter than the history truncates the attention span, so the result differs.
             use short = transformer 6 (Tiny.Transformer(memLen = 1))
-            let a1 = short.Forward(upTo 2 x, null, tight (Adjoint.Implicit()))
-            let b1 = short.Forward(from 3 x, a1.Memory, tight (Adjoint.Implicit()))
+            let a1 = DeqTransformerLM.forward short (upTo 2 x) None (tight (Adjoint.Implicit()))
+            let b1 = DeqTransformerLM.forward short (from 3 x) (Some a1.Memory) (tight (Adjoint.Implicit()))
             Expect.isGreaterThan (maxAbsDiff b1.Hidden (from 3 full.Hidden)) 1e-6 "mem_len 1 is not exact"
         }
 
@@ -143,10 +144,10 @@ let equilibrium =
             use m = transformer 8 (Tiny.Transformer(dropout = 0.3, dropAtt = 0.2))
             m.train()
             use _ = torch.no_grad()
-            let cell = m.Bind(tokens 9 2 5 20, null)
+            let cell = DeqTransformerLM.bind m (tokens 9 2 5 20) None
             let z = randn 10 [| 2L; 5L; 8L |]
-            Expect.equal (maxAbsDiff (cell.F.Invoke z) (cell.F.Invoke z)) 0.0 "same masks on every call"
-            let other = m.Bind(tokens 9 2 5 20, null)
-            Expect.isGreaterThan (maxAbsDiff (cell.F.Invoke z) (other.F.Invoke z)) 1e-6 "fresh masks per forward pass"
+            Expect.equal (maxAbsDiff (TransformerCell.f cell z) (TransformerCell.f cell z)) 0.0 "same masks on every call"
+            let other = DeqTransformerLM.bind m (tokens 9 2 5 20) None
+            Expect.isGreaterThan (maxAbsDiff (TransformerCell.f cell z) (TransformerCell.f other z)) 1e-6 "fresh masks per forward pass"
         }
     ]

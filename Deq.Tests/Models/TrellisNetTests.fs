@@ -8,6 +8,7 @@ open TorchSharp
 open Deq.Solvers
 open Deq.Implicit
 open Deq.Models
+open Deq.FSharp
 open Deq.Tests.Support.Generators
 open Deq.Tests.Models.ModelFixtures
 
@@ -39,11 +40,11 @@ let shapes =
         test "forward returns [B, T, nout] features and k-1 carried states and inputs" {
             use scope = torch.NewDisposeScope()
             use m = trellis 2 (Tiny.Trellis(kernel = 3))
-            let out = m.Forward(tokens 1 3 4 20, null, tight (Adjoint.Implicit()))
+            let out = DeqTrellisNetLM.forward m (tokens 1 3 4 20) None (tight (Adjoint.Implicit()))
             Expect.equal out.Hidden.shape [| 3L; 4L; 6L |] "hidden"
             Expect.equal out.Memory.Z.shape [| 3L; 2L; 20L |] "carried z = [h; c]"
             Expect.equal out.Memory.X.shape [| 3L; 2L; 6L |] "carried inputs"
-            Expect.throwsT<ArgumentException> (fun () -> m.Forward(tokens 1 2 4 20, out.Memory, unrolled 2) |> ignore) "batch mismatch"
+            Expect.throwsT<ArgumentException> (fun () -> DeqTrellisNetLM.forward m (tokens 1 2 4 20) (Some out.Memory) (unrolled 2) |> ignore) "batch mismatch"
         }
     ]
 
@@ -63,18 +64,18 @@ let causality =
             use scope = torch.NewDisposeScope()
             use _ = torch.no_grad()
             use m = trellis 12 (Tiny.Trellis(kernel = k))
-            let memory : TrellisMemory | null = if withMemory then m.Forward(tokens (seed + 1) 2 3 20, null, unrolled 4).Memory else null
+            let memory = if withMemory then Some (DeqTrellisNetLM.forward m (tokens (seed + 1) 2 3 20) None (unrolled 4)).Memory else None
             let xa = tokens seed 2 6 20
             let xb = torch.cat([| upTo t xa; from (t + 1) (tokens (seed + 2) 2 6 20) |], 1L)
-            let ca, cb = m.Bind(xa, memory), m.Bind(xb, memory)
+            let ca, cb = DeqTrellisNetLM.bind m xa memory, DeqTrellisNetLM.bind m xb memory
             let za = randn (seed + 3) [| 2L; 6L; 20L |]
             let zb = torch.cat([| upTo t za; from (t + 1) (randn (seed + 4) [| 2L; 6L; 20L |]) |], 1L)
-            let fa, fb = ca.F.Invoke za, cb.F.Invoke zb
+            let fa, fb = TrellisNetCell.f ca za, TrellisNetCell.f cb zb
             Expect.isLessThan (maxAbsDiff (upTo t fa) (upTo t fb)) 1e-13 "f"
             Expect.isGreaterThan (maxAbsDiff fa fb) 1e-6 "the change reaches later positions"
-            let ua, ub = m.Forward(xa, memory, unrolled 5), m.Forward(xb, memory, unrolled 5)
+            let ua, ub = DeqTrellisNetLM.forward m xa memory (unrolled 5), DeqTrellisNetLM.forward m xb memory (unrolled 5)
             Expect.isLessThan (maxAbsDiff (upTo t ua.Hidden) (upTo t ub.Hidden)) 1e-13 "unrolled"
-            let ea, eb = m.Forward(xa, memory, tight (Adjoint.Implicit())), m.Forward(xb, memory, tight (Adjoint.Implicit()))
+            let ea, eb = DeqTrellisNetLM.forward m xa memory (tight (Adjoint.Implicit())), DeqTrellisNetLM.forward m xb memory (tight (Adjoint.Implicit()))
             let residual = ea.Equilibrium.Forward.AbsLowest + eb.Equilibrium.Forward.AbsLowest
             Expect.isLessThan residual 1e-5 $"solved: {ea.Equilibrium.Forward} / {eb.Equilibrium.Forward}"
             Expect.isLessThan (maxAbsDiff (upTo t ea.Hidden) (upTo t eb.Hidden)) (1e3 * residual + 1e-12) "equilibrium (up to solver tolerance)")
@@ -86,8 +87,8 @@ let equilibrium =
             use scope = torch.NewDisposeScope()
             use _ = torch.no_grad()
             use m = trellis 4 (Tiny.Trellis(width = 16))
-            let cell = m.Bind(tokens 5 2 8 20, null)
-            let r = Broyden.Create(SolverOptions(MaxIter = 60, Tol = 1e-8)).Invoke(cell.F, cell.Z0)
+            let cell = DeqTrellisNetLM.bind m (tokens 5 2 8 20) None
+            let r = Solver.run (Broyden.Create(SolverOptions(MaxIter = 60, Tol = 1e-8))) (TrellisNetCell.f cell) cell.Z0
             Expect.isTrue r.Converged $"{r}"
         }
 
@@ -100,13 +101,13 @@ let equilibrium =
             for k in [ 1; 2; 3 ] do
                 use m = trellis 6 (Tiny.Trellis(kernel = k))
                 let x = tokens 7 2 8 20
-                let full = m.Forward(x, null, tight (Adjoint.Implicit()))
-                let a = m.Forward(upTo 2 x, null, tight (Adjoint.Implicit()))
-                let b = m.Forward(from 3 x, a.Memory, tight (Adjoint.Implicit()))
+                let full = DeqTrellisNetLM.forward m x None (tight (Adjoint.Implicit()))
+                let a = DeqTrellisNetLM.forward m (upTo 2 x) None (tight (Adjoint.Implicit()))
+                let b = DeqTrellisNetLM.forward m (from 3 x) (Some a.Memory) (tight (Adjoint.Implicit()))
                 Expect.isLessThan (maxAbsDiff b.Hidden (from 3 full.Hidden)) 1e-9 $"k {k}: second segment"
                 // A segment shorter than k-1 still carries the right context.
-                let c1 = m.Forward(from 3 x |> upTo 0, a.Memory, tight (Adjoint.Implicit()))
-                let c2 = m.Forward(from 4 x, c1.Memory, tight (Adjoint.Implicit()))
+                let c1 = DeqTrellisNetLM.forward m (from 3 x |> upTo 0) (Some a.Memory) (tight (Adjoint.Implicit()))
+                let c2 = DeqTrellisNetLM.forward m (from 4 x) (Some c1.Memory) (tight (Adjoint.Implicit()))
                 Expect.isLessThan (maxAbsDiff c2.Hidden (from 4 full.Hidden)) 1e-9 $"k {k}: after a 1-token segment"
         }
 
@@ -115,10 +116,10 @@ let equilibrium =
             use m = trellis 8 (Tiny.Trellis(dropoutH = 0.3, weightDrop = 0.3, dropoutI = 0.2, embDropout = 0.1))
             m.train()
             use _ = torch.no_grad()
-            let cell = m.Bind(tokens 9 2 5 20, null)
+            let cell = DeqTrellisNetLM.bind m (tokens 9 2 5 20) None
             let z = randn 10 [| 2L; 5L; 20L |]
-            Expect.equal (maxAbsDiff (cell.F.Invoke z) (cell.F.Invoke z)) 0.0 "same masks on every call"
-            let other = m.Bind(tokens 9 2 5 20, null)
-            Expect.isGreaterThan (maxAbsDiff (cell.F.Invoke z) (other.F.Invoke z)) 1e-6 "fresh masks per forward pass"
+            Expect.equal (maxAbsDiff (TrellisNetCell.f cell z) (TrellisNetCell.f cell z)) 0.0 "same masks on every call"
+            let other = DeqTrellisNetLM.bind m (tokens 9 2 5 20) None
+            Expect.isGreaterThan (maxAbsDiff (TrellisNetCell.f cell z) (TrellisNetCell.f other z)) 1e-6 "fresh masks per forward pass"
         }
     ]

@@ -70,7 +70,7 @@ let tests =
                 Equilibrium.backward (l.Loss eq.Z)
                 eq.Z)
             let zC, gC = run (fun l ->
-                let eq = Deq.Implicit.Equilibrium.Solve(l.F, l.Z0, EquilibriumOptions(forward, adjoint))
+                let eq = Deq.Implicit.Equilibrium.Solve((fun z -> l.F z), l.Z0, EquilibriumOptions(forward, adjoint))
                 Deq.Implicit.Equilibrium.Backward(l.Loss eq.Z)
                 eq.Z)
             Expect.isTrue (zF.allclose(zC, rtol = 0.0, atol = 1e-14)) "same z*"

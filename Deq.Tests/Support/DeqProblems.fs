@@ -7,12 +7,13 @@ open FsCheck.FSharp
 open TorchSharp
 open Deq.Solvers
 open Deq.Implicit
+open Deq.FSharp
 open Deq.Tests.Support.Generators
 
 type Layer =
     { W: Tensor; U: Tensor; B: Tensor; X: Tensor; C: Tensor; Rho: float }
     member l.Leaves = [ l.W; l.U; l.B; l.X ]
-    member l.F = Func<Tensor, Tensor>(fun z -> torch.tanh(torch.matmul(z, l.W.T) + torch.matmul(l.X, l.U.T) + l.B))
+    member l.F(z: Tensor) = torch.tanh(torch.matmul(z, l.W.T) + torch.matmul(l.X, l.U.T) + l.B)
     member l.Z0 = torch.zeros([| l.X.shape[0]; l.W.shape[0] |], dtype = ScalarType.Float64, device = l.W.device)
     /// The same layer with its leaves copied to the CPU (for the cross-device check).
     member l.OnCpu() =
@@ -49,43 +50,43 @@ let layerSpecs maxN rhoHi =
 /// A solver tight enough that its error is negligible next to the 1e-6 checks.
 let tight =
     let o iters = SolverOptions(MaxIter = iters, Tol = 1e-13, Stop = StopMode.Absolute)
-    Broyden.Create(o 200).OrElse(ForwardIteration.Create(o 5000))
+    Broyden.Create(o 200) |> Solver.orElse (ForwardIteration.Create(o 5000))
 
 let relativeError (a: Tensor) (b: Tensor) = ((a - b).norm() / b.norm().clamp_min(1e-300)).item<float>()
 
 /// What a solve and its backward pass reported.
 type Solved = { Forward: SolverResult; Backward: BackwardReport option }
 
-/// The options plus a cell that receives the adjoint's report once backward has run.
-let reporting (o: EquilibriumOptions) =
+/// The settings plus a cell that receives the adjoint's report once backward has run.
+let reporting (settings: EquilibriumSettings) =
     let report = ref None
-    EquilibriumOptions(o.Forward, o.Adjoint, (fun r -> report.Value <- Some r)), report
+    { settings with OnBackward = fun r -> report.Value <- Some r }, report
 
-let private gradientsOn (layer: Layer) (options: EquilibriumOptions) =
+let private gradientsOn (layer: Layer) (settings: EquilibriumSettings) =
     use scope = torch.NewDisposeScope()
-    let options, report = reporting options
-    let eq = Equilibrium.Solve(layer.F, layer.Z0, options)
+    let settings, report = reporting settings
+    let eq = Equilibrium.solve settings layer.F layer.Z0
     let grads = torch.autograd.grad([| layer.Loss eq.Z |], Array.ofList layer.Leaves)
     let flat = torch.cat(grads |> Seq.map (fun g -> g.reshape(-1L)) |> Array.ofSeq, 0L)
     flat.MoveToOuterDisposeScope(), { Forward = eq.Forward; Backward = report.Value }
 
-/// Gradients of the loss with respect to every leaf, through Equilibrium.Solve with the given options.
+/// Gradients of the loss with respect to every leaf, through Equilibrium.solve with the given settings.
 /// Off the CPU, the same gradients from a CPU copy of the layer must agree to relative error cpuTol.
-let gradientsWithin (cpuTol: float) (layer: Layer) (options: EquilibriumOptions) =
-    let flat, eq = gradientsOn layer options
+let gradientsWithin (cpuTol: float) (layer: Layer) (settings: EquilibriumSettings) =
+    let flat, eq = gradientsOn layer settings
     if layer.W.device_type <> DeviceType.CPU then
-        let reference, _ = gradientsOn (layer.OnCpu()) options
+        let reference, _ = gradientsOn (layer.OnCpu()) settings
         TestDevice.expectAgreement "gradient" (relativeError (flat.cpu()) reference) cpuTol
     flat, eq
 
 /// gradientsWithin at 1e-8: both devices solve to 1e-13, so only rounding separates them.
-let gradients layer options = gradientsWithin 1e-8 layer options
+let gradients layer settings = gradientsWithin 1e-8 layer settings
 
 /// Central finite differences of the loss through a fixed-point solve done to 1e-13.
 let finiteDifferences (layer: Layer) (h: float) =
     use noGrad = torch.no_grad()
     let loss () =
-        let r = tight.Invoke(layer.F, layer.Z0)
+        let r = Solver.run tight layer.F layer.Z0
         (layer.Loss r.Value).item<float>()
     let result = Collections.Generic.List<float>()
     for leaf in layer.Leaves do
