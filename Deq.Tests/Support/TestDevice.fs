@@ -11,9 +11,9 @@ open TorchSharp
 let Variable = "DEQ_TEST_DEVICE"
 
 let private requested =
-    match Environment.GetEnvironmentVariable Variable with
-    | null | "" -> "cpu"
-    | name -> name.Trim()
+    match Option.ofObj (Environment.GetEnvironmentVariable Variable) with
+    | None | Some "" -> "cpu"
+    | Some name -> name.Trim()
 
 /// The device, or the one line that says why it cannot be used (Deq.Native.Devices words the reason).
 let private resolved =
