@@ -102,9 +102,8 @@ let ptbTrain =
     let rec ancestors (dir: string) =
         seq {
             yield dir
-            match Path.GetDirectoryName dir with
-            | null -> ()
-            | parent when parent <> dir -> yield! ancestors parent
+            match Option.ofObj (Path.GetDirectoryName dir) with
+            | Some parent when parent <> dir -> yield! ancestors parent
             | _ -> ()
         }
     Seq.append [ Directory.GetCurrentDirectory() ] (ancestors AppContext.BaseDirectory)
