@@ -6,6 +6,7 @@ open Expecto
 open TorchSharp
 
 open Deq.Layers
+open Deq.FSharp
 open Deq.Tests.Support.Generators
 open Deq.Tests.Models.ModelFixtures
 
@@ -28,15 +29,15 @@ let normalisation =
                 z.square().sum().backward()
                 z.detach(), gradsOf (lin.parameters())
             let perCall, gPerCall = run (fun z -> lin.Forward z)
-            let bound = lin.Bind()
-            let once, gOnce = run (fun z -> bound.Invoke z)
+            let bound = WeightNormLinear.bind lin
+            let once, gOnce = run bound
             Expect.isLessThan (maxAbsDiff perCall once) 1e-15 "values"
             for a, b in List.zip gPerCall gOnce do Expect.isLessThan (maxAbsDiff a b) 1e-14 "gradients reach g and v through every use"
             // The bound map holds the weight of its Bind: a later change of g does not reach it, Forward sees it.
             do
                 use _ = torch.no_grad()
                 (required "weight_g" lin.weight_g).mul_(torch.tensor(2.0, dtype = ScalarType.Float64)) |> ignore
-            Expect.isGreaterThan (maxAbsDiff (bound.Invoke x) (lin.Forward x)) 1e-3 "computed once, at Bind"
+            Expect.isGreaterThan (maxAbsDiff (bound x) (lin.Forward x)) 1e-3 "computed once, at Bind"
         }
 
         test "spectral norm: W / sigma has spectral norm 1 after power iteration" {
@@ -81,11 +82,11 @@ let normalisation =
             torch.manual_seed(2L) |> ignore
             use lin = new SpectralNormLinear(6L, 6L, hasBias = false, initStd = 1.0, powerIterations = 50)
             lin.``to``(ScalarType.Float64) |> ignore
-            let f = lin.Bind()
+            let f = SpectralNormLinear.bind lin
             let a, b = randn 3 [| 2L; 6L |], randn 4 [| 2L; 6L |]
-            let ratio = ((f.Invoke a - f.Invoke b).norm(1) / (a - b).norm(1)).max().item<float>()
+            let ratio = ((f a - f b).norm(1) / (a - b).norm(1)).max().item<float>()
             Expect.isLessThanOrEqual ratio (1.0 + 1e-6) "||f(a) - f(b)|| <= ||a - b||"
-            Expect.throwsT<ArgumentException> (fun () -> f.Invoke(randn 5 [| 2L; 5L |]) |> ignore) "wrong width"
+            Expect.throwsT<ArgumentException> (fun () -> f (randn 5 [| 2L; 5L |]) |> ignore) "wrong width"
             Expect.throwsT<ArgumentException> (fun () -> SpectralNorm.Apply(randn 6 [| 3L; 2L |], torch.ones(2L, dtype = ScalarType.Float64)) |> ignore) "u of the wrong size"
         }
     ]
