@@ -27,13 +27,13 @@ let devices =
 
         test "DEQ_TEST_DEVICE naming an unusable device stops this suite with one line and exit code 2" {
             // cuda:99 is unusable everywhere: no CUDA here, too few devices on a GPU machine.
-            let self = match Environment.ProcessPath with null -> failtest "no process path" | path -> path
+            let self = match Option.ofObj Environment.ProcessPath with Some path -> path | None -> failtest "no process path"
             let viaDotnet = Path.GetFileNameWithoutExtension(self) = "dotnet"
             let info = ProcessStartInfo(self, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
             if viaDotnet then info.ArgumentList.Add(Reflection.Assembly.GetExecutingAssembly().Location)
             info.ArgumentList.Add "--list-tests"
             info.Environment["DEQ_TEST_DEVICE"] <- "cuda:99"
-            use p = match Process.Start info with null -> failtest "the test program did not start" | p -> p
+            use p = match Option.ofObj (Process.Start info) with Some p -> p | None -> failtest "the test program did not start"
             let stdout, stderr = p.StandardOutput.ReadToEnd(), p.StandardError.ReadToEnd()
             p.WaitForExit()
             Expect.equal p.ExitCode 2 "exit code"

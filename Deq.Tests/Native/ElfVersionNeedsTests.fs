@@ -9,16 +9,16 @@ open Deq.NativeCompat
 /// The pristine glue library, straight from the TorchSharp .nupkg (the extracted copy may be patched).
 let private pristineGlue () =
     let packages =
-        match Environment.GetEnvironmentVariable "NUGET_PACKAGES" with
-        | null | "" -> Path.Combine(Environment.GetFolderPath Environment.SpecialFolder.UserProfile, ".nuget", "packages")
-        | p -> p
+        match Option.ofObj (Environment.GetEnvironmentVariable "NUGET_PACKAGES") with
+        | None | Some "" -> Path.Combine(Environment.GetFolderPath Environment.SpecialFolder.UserProfile, ".nuget", "packages")
+        | Some p -> p
     let nupkg = Path.Combine(packages, "torchsharp", "0.107.0", "torchsharp.0.107.0.nupkg")
     if not (File.Exists nupkg) then None
     else
         use zip = ZipFile.OpenRead nupkg
-        match zip.GetEntry "runtimes/linux-x64/native/libLibTorchSharp.so" with
-        | null -> None
-        | entry ->
+        match Option.ofObj (zip.GetEntry "runtimes/linux-x64/native/libLibTorchSharp.so") with
+        | None -> None
+        | Some entry ->
             let target = Path.Combine(Path.GetTempPath(), $"deq-glue-{Guid.NewGuid():N}.so")
             entry.ExtractToFile target
             Some target
