@@ -23,8 +23,8 @@ let present (what: string) (x: 'a option) : 'a =
     | Some v -> v
     | None -> failwith $"{what} is missing"
 
-/// A value the C# API may leave null, failing the test when it does.
-let required (what: string) (x: 'a | null) : 'a = present what (Option.ofObj x)
+/// A value the C# API may leave out (a nullable reference), failing the test when it does.
+let required (what: string) x = present what (Option.ofObj x)
 
 /// Finalises garbage now: TorchSharp leaves some tensors (e.g. optimizer and autograd internals) to finalizers,
 /// which must not run later inside a test that counts live tensors.
