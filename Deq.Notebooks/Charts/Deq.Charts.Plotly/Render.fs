@@ -9,7 +9,8 @@ open Plotly.NET.ImageExport
 
 /// Entry point called (by reflection, across an AssemblyLoadContext boundary) with BCL types only.
 /// spec JSON: { title, xTitle, yTitle, logX, logY, width, height,
-///              series:[{name, x:[..], y:[..], mode:"lines"|"markers"|"lines+markers"}],
+///              series:[{name, x:[..], y:[..], mode:"lines"|"markers"|"lines+markers"|"bar"}],
+///              categories:[..] (bars: one label per y), stacked (bars on top of each other),
 ///              htmlPath, pngPath, inline:"require"|"full"|"png"|"none", chromium }
 /// Returns the HTML fragment to display inline ("" when inline = "none").
 type Renderer private () =
@@ -35,6 +36,10 @@ type Renderer private () =
     static member Render(specJson: string) : string =
         use doc = JsonDocument.Parse specJson
         let s = doc.RootElement
+        let categories =
+            match s.TryGetProperty "categories" with
+            | true, v when v.ValueKind = JsonValueKind.Array -> [| for c in v.EnumerateArray() -> c.GetString() |]
+            | _ -> [||]
         let traces =
             match s.TryGetProperty "series" with
             | true, arr ->
@@ -46,7 +51,8 @@ type Renderer private () =
                         | "markers" -> StyleParam.Mode.Markers
                         | "lines+markers" -> StyleParam.Mode.Lines_Markers
                         | _ -> StyleParam.Mode.Lines
-                    Chart.Scatter(x = x, y = y, mode = mode, Name = str t "name" "") ]
+                    if str t "mode" "lines" = "bar" then Chart.Column(values = y, Keys = categories, Name = str t "name" "")
+                    else Chart.Scatter(x = x, y = y, mode = mode, Name = str t "name" "") ]
             | _ -> []
         let axisType log = if log then StyleParam.AxisType.Log else StyleParam.AxisType.Linear
         let chart =
@@ -55,6 +61,7 @@ type Renderer private () =
             |> Chart.withXAxis (LinearAxis.init (Title = Title.init (Text = str s "xTitle" ""), AxisType = axisType (flag s "logX")))
             |> Chart.withYAxis (LinearAxis.init (Title = Title.init (Text = str s "yTitle" ""), AxisType = axisType (flag s "logY")))
             |> Chart.withSize (num s "width" 800, num s "height" 500)
+            |> fun c -> if flag s "stacked" then c |> Chart.withLayout (Layout.init (BarMode = StyleParam.BarMode.Stack)) else c
         let withJs (r: PlotlyJSReference) c = c |> Chart.withDisplayOptionsStyle (PlotlyJSReference = r)
         // standalone HTML page with plotly.js embedded (works offline)
         match str s "htmlPath" null with

@@ -66,6 +66,28 @@ public static class Plot
         return new ChartResult(html, (string?)spec["htmlPath"], (string?)spec["pngPath"]);
     }
 
+    /// <summary>
+    /// A stacked bar chart: one bar per category, each of <paramref name="segments"/> (name and one value per category)
+    /// stacked on the previous ones. Files and <paramref name="view"/> as in <see cref="Lines"/>.
+    /// </summary>
+    public static ChartResult StackedBars(string title, string[] categories, (string Name, double[] Values)[] segments, string yTitle = "",
+        string? htmlPath = null, string? pngPath = null, string view = "require", int width = 800, int height = 500)
+    {
+        foreach (var (name, values) in segments)
+            if (values.Length != categories.Length)
+                throw new ArgumentException($"Plot.StackedBars: segment '{name}' has {values.Length} values for {categories.Length} categories.", nameof(segments));
+        var spec = new Dictionary<string, object?>
+        {
+            ["title"] = title, ["yTitle"] = yTitle, ["stacked"] = true, ["categories"] = categories,
+            ["width"] = width, ["height"] = height, ["inline"] = view,
+            ["htmlPath"] = htmlPath is null ? null : Path.GetFullPath(htmlPath),
+            ["pngPath"] = pngPath is null ? null : Path.GetFullPath(pngPath),
+            ["series"] = segments.Select(s => new { name = s.Name, x = Array.Empty<double>(), y = s.Values, mode = "bar" }).ToArray(),
+        };
+        var html = Render(JsonSerializer.Serialize(spec));
+        return new ChartResult(html, (string?)spec["htmlPath"], (string?)spec["pngPath"]);
+    }
+
     /// <summary>One series as a line chart; see <see cref="Lines"/>.</summary>
     public static ChartResult Line(double[] x, double[] y, string title = "", string name = "",
         string xTitle = "", string yTitle = "", bool logY = false, string? htmlPath = null,
