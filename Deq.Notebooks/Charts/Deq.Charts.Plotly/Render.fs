@@ -58,7 +58,8 @@ type Renderer private () =
         let chart =
             Chart.combine traces
             |> Chart.withTitle (str s "title" "")
-            |> Chart.withXAxis (LinearAxis.init (Title = Title.init (Text = str s "xTitle" ""), AxisType = axisType (flag s "logX")))
+            |> Chart.withXAxis (LinearAxis.init (Title = Title.init (Text = str s "xTitle" ""),
+                                                 AxisType = (if categories.Length > 0 then StyleParam.AxisType.Category else axisType (flag s "logX"))))
             |> Chart.withYAxis (LinearAxis.init (Title = Title.init (Text = str s "yTitle" ""), AxisType = axisType (flag s "logY")))
             |> Chart.withSize (num s "width" 800, num s "height" 500)
             |> fun c -> if flag s "stacked" then c |> Chart.withLayout (Layout.init (BarMode = StyleParam.BarMode.Stack)) else c
