@@ -10,7 +10,7 @@ namespace Deq.Experiments.Benchmarks;
 /// <summary>`deq bench`: memory against depth and iterations, runtime at matched quality, solver overhead, f evaluations, f's GFLOP/s.</summary>
 public static class BenchmarkSuite
 {
-    /// <summary>Sizes of every part (full: about 10 minutes on 2 idle cores; quick: 1-2 minutes).</summary>
+    /// <summary>Sizes of every part (full: about 10 minutes on 2 idle cores, plus about 20 for the memory targets under load; quick: a few minutes).</summary>
     /// <param name="Memory">Memory-against-depth settings.</param>
     /// <param name="SpeedWidth">TrellisNet width of the runtime comparison.</param>
     /// <param name="SpeedSeqLen">Its sequence length.</param>
