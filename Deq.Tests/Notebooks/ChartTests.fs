@@ -46,7 +46,7 @@ let private plotlyJs = "* plotly.js v"
 let private kernelView (value: obj) =
     let attribute = value.GetType().GetCustomAttributes(true) |> Array.find (fun a -> a.GetType().Name = "TypeFormatterSourceAttribute")
     let get (name: string) (o: obj) = (nonNull (o.GetType().GetProperty name)).GetValue o |> nonNull
-    // Reflection (MethodInfo.Invoke) on purpose: this is how the kernels call the formatter source; no Deq API is involved.
+    // Reflection (a MethodInfo call) on purpose: this is how the kernels call the formatter source; no Deq API is involved.
     let call (name: string) (o: obj) (args: obj array) = (nonNull (o.GetType().GetMethod name)).Invoke(o, args) |> nonNull
     let mimeTypes = get "PreferredMimeTypes" attribute :?> string array
     let source = Activator.CreateInstance(get "FormatterSourceType" attribute :?> Type) |> nonNull
