@@ -64,8 +64,15 @@ public sealed record SolverSettingPoint(double Tolerance, int Limit, double Perp
 public sealed record Figure3Result(IReadOnlyList<SolverSettingPoint> ByTolerance, IReadOnlyList<SolverSettingPoint> ByLimit, LmRun Trained,
     ResultTable Table, string Data, Figure3Settings Settings, RunInfo Run, TimeSpan Wall)
 {
-    /// <summary>The table as Markdown with the run footer.</summary>
+    /// <summary>The table as Markdown with the run footer and verdict.</summary>
     public string Markdown => Table.ToMarkdown(Run, Wall);
+
+    /// <summary>Points and verdict for paper-figures/&lt;scale&gt;/figure3-tolerance.json.</summary>
+    public ExperimentReport Report => ExperimentReport.Of("figure3-tolerance", Table, Run, Wall,
+        ByTolerance.Select(p => ("tolerance", p)).Concat(ByLimit.Select(p => ("limit", p)))
+            .Select(x => new ResultRow($"{Trained.Label}, ε {x.p.Tolerance:G3}, limit {x.p.Limit} ({x.Item1} sweep)", Trained.Parameters, "validation perplexity", x.p.Perplexity,
+                Steps: Trained.Steps, Extra: new Dictionary<string, double> { ["tolerance"] = x.p.Tolerance, ["limit"] = x.p.Limit, ["meanSteps"] = x.p.MeanSteps, ["meanResidual"] = x.p.MeanResidual }))
+            .Prepend(LmReport.Row(Trained, null)).ToList());
 }
 
 /// <summary>
@@ -162,7 +169,9 @@ public static class Figure3Tolerance
             "Paper: the plotted values are published only as an image (medium DEQ-Transformer on WikiText-103, without adaptive embedding); the text says " +
             "\"ε < 0.1 or an iteration limit of 30 (on sequence length 75)\" suffices and that perplexity \"quickly diverges when tolerance ε is too large\". Our model is tiny and briefly trained, so only the shape is comparable.",
         };
+        var verdict = data.Synthetic ? Claims.NotTested("C6", "the corpus was not found (synthetic data)")
+            : Claims.C6(byTol.Select(p => new TolerancePoint(p.Tolerance, p.Perplexity)).ToList(), trained.Steps);
         return new ResultTable("Figure 3: validation perplexity against the forward tolerance ε and the Broyden iteration limit",
-            ["sweep", "ε", "limit", "ours: val ppl", "ours: mean Broyden steps", "ours: mean lowest rel. residual"], rows, notes);
+            ["sweep", "ε", "limit", "ours: val ppl", "ours: mean Broyden steps", "ours: mean lowest rel. residual"], rows, notes, [verdict]);
     }
 }

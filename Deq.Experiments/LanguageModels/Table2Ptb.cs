@@ -60,6 +60,13 @@ public sealed record Table2Result(ResultTable Table, LmRun Deq, LmRun WeightTied
 
     /// <summary>Writes the Markdown to <paramref name="path"/> (atomically).</summary>
     public void Write(string path) => Table.Write(path, Run, Wall);
+
+    /// <summary>Rows, verdicts and run for paper-figures/&lt;scale&gt;/table2-ptb.json.</summary>
+    public ExperimentReport Report => ExperimentReport.Of(Table2Ptb.FileStem, Table, Run, Wall,
+    [
+        LmReport.Row(WeightTied, WeightTiedMemory?.PeakBytes, PaperResults.Ptb[0]),
+        LmReport.Row(Deq, DeqMemory?.PeakBytes, PaperResults.Ptb[1]),
+    ]);
 }
 
 /// <summary>
@@ -68,6 +75,9 @@ public sealed record Table2Result(ResultTable Table, LmRun Deq, LmRun WeightTied
 /// </summary>
 public static class Table2Ptb
 {
+    /// <summary>File stem of the outputs (table2-ptb.md, table2-ptb.json).</summary>
+    public const string FileStem = "table2-ptb";
+
     /// <summary>Runs the preset for <paramref name="scale"/>.</summary>
     public static Table2Result Run(ExperimentScale scale) => Run(Table2Settings.For(scale), scale);
 
@@ -111,10 +121,15 @@ public static class Table2Ptb
             $"The weight-tied TrellisNet is the DEQ's own f applied {s.BaselineLayers} times with backprop through all of them (the paper's baseline has 60 layers and an auxiliary loss we do not add).",
             memoryNote,
         };
-        var title = data.Synthetic ? "Table 2: Penn Treebank (PTB NOT FOUND: synthetic data, not comparable)" : "Table 2: Penn Treebank, word level";
+        var title = data.Synthetic ? "Table 2: Penn Treebank (PTB NOT FOUND: synthetic data, not comparable)" : $"Table 2: Penn Treebank, word level (ours at scale `{scale.ToString().ToLowerInvariant()}`)";
+        var verdicts = new[]
+        {
+            Claims.C1([new ClaimPair("DEQ", deq.TestPerplexity, "weight-tied", tied.TestPerplexity)], Claims.PtbTargetPerplexity, data.Synthetic),
+            Claims.C2(deqMem is null || tiedMem is null ? [] : [new ClaimPair("DEQ", deqMem.PeakBytes, $"{s.BaselineLayers}-layer weight-tied", tiedMem.PeakBytes)]),
+        };
         var table = new ResultTable(title,
             ["model (paper)", "paper: params (non-emb.)", "paper: test ppl", "paper: memory†", "ours: model", "ours: params (non-emb.)", "ours: test ppl", "ours: memory"],
-            rows, notes);
+            rows, notes, verdicts);
         return new Table2Result(table, deq, tied, deqMem, tiedMem, data.Description, s, RunInfo.Capture(scale, ExperimentDevice.Default), clock.Elapsed);
     }
 
@@ -133,7 +148,7 @@ public static class Table2Ptb
             var tied = TrainingMemory.MeasureInFreshProcess(tiedProbe);
             return (deq, tied, paper + $" Ours: one training step (forward + backward) of the TrellisNet core alone on an embedded input (embedding and softmax excluded), " +
                 $"at sequence {m.SeqLen}, batch {m.Batch} and h = {m.Width} channels for both (our trained models are narrower; the paper's PTB model has 1400); " +
-                $"DEQ: {deq.ForwardSteps}/{deq.BackwardSteps} Broyden steps; weight-tied: {s.BaselineLayers} layers. " +
+                $"DEQ: {deq.ForwardSteps}/{deq.BackwardSteps} forward/adjoint steps of the lean training default ({deqProbe.Label}); weight-tied: {s.BaselineLayers} layers. " +
                 $"DEQ / weight-tied = {(double)deq.PeakBytes / Math.Max(1, tied.PeakBytes):P0} (paper: 1.2 / 8.5 = 14%). Method: {deq.Method}.");
         }
         catch (InvalidOperationException e)
