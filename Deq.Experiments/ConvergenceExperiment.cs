@@ -62,8 +62,8 @@ public sealed record ConvergenceResult(
     string After => $"after {Settings.Steps} steps";
 
     /// <summary>C5 on the trained model's traces and the left panel.</summary>
-    public ClaimVerdict Verdict => Claims.C5(Trace("Broyden", After).Y, Trace("forward iteration", After).Y, ForwardSteps.X, ForwardSteps.Y,
-        Settings.Window, Settings.Model.EffectiveSchedule.PretrainSteps, Settings.Steps);
+    public ClaimVerdict Verdict => Claims.AtScale(Run.Scale, Claims.C5(Trace("Broyden", After).Y, Trace("forward iteration", After).Y, ForwardSteps.X, ForwardSteps.Y,
+        Settings.Window, Settings.Model.EffectiveSchedule.PretrainSteps, Settings.Steps));
 
     /// <summary>The baselines beside the trained DEQ: plain iteration at the paper's depth (18 layers) and at the residual Broyden reaches.</summary>
     public ResultTable Table

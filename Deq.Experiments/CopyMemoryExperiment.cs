@@ -138,7 +138,7 @@ public static class CopyMemoryExperiment
             curves.Add(curve);
         }
         var run = RunInfo.Capture(scale, device);
-        return new CopyMemoryResult(settings, rows, curves, BuildTable(settings, rows), run, clock.Elapsed);
+        return new CopyMemoryResult(settings, rows, curves, BuildTable(settings, rows, scale), run, clock.Elapsed);
     }
 
     static T Seeded<T>(long seed, Func<T> make) { torch.manual_seed(seed); return make(); }
@@ -205,7 +205,7 @@ public static class CopyMemoryExperiment
         return (lossSum / n, correct / n);
     }
 
-    static ResultTable BuildTable(CopyMemorySettings s, IReadOnlyList<CopyMemoryRow> rows)
+    static ResultTable BuildTable(CopyMemorySettings s, IReadOnlyList<CopyMemoryRow> rows, ExperimentScale scale)
     {
         string F(double v) => v.ToString(v < 1e-3 ? "0.0E+0" : "0.0000", CultureInfo.InvariantCulture);
         var paper = PaperResults.CopyMemory.ToDictionary(p => p.Model);
@@ -245,6 +245,6 @@ public static class CopyMemoryExperiment
         var verdict = deq is null ? Claims.NotTested("C3", "the DEQ was not run") : Claims.C3(s.T, O(deq), recurrent);
         return new ResultTable($"Table 1: copy memory (paper T = 400; ours T = {s.T}), final test loss",
             ["Model", "Paper size", "Paper loss (T=400)", "Ours: params", $"Ours: test loss (T={s.T})", "Ours: digit accuracy", "Ours: ms/step"],
-            table, notes, [verdict]);
+            table, notes, [Claims.AtScale(scale, verdict)]);
     }
 }

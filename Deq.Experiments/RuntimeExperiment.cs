@@ -148,7 +148,7 @@ public static class RuntimeExperiment
             using var target = tokens.narrow(1, 1, seqLen);
             rows.AddRange(Measure(family, input, target, settings, device));
         }
-        return new RuntimeResult(settings, rows, trained, BuildTable(settings, rows, trained, data), RunInfo.Capture(scale, device), clock.Elapsed);
+        return new RuntimeResult(settings, rows, trained, BuildTable(settings, rows, trained, data, scale), RunInfo.Capture(scale, device), clock.Elapsed);
     }
 
     // [B, T + 1] tokens: the start of the PTB test split when trained, else random ids.
@@ -268,7 +268,7 @@ public static class RuntimeExperiment
         return times.Length % 2 == 1 ? times[times.Length / 2] : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
     }
 
-    static ResultTable BuildTable(RuntimeSettings s, IReadOnlyList<RuntimeRow> rows, IReadOnlyList<LmRun> trained, LmData? data)
+    static ResultTable BuildTable(RuntimeSettings s, IReadOnlyList<RuntimeRow> rows, IReadOnlyList<LmRun> trained, LmData? data, ExperimentScale scale)
     {
         string X(double v) => v.ToString("0.00", CultureInfo.InvariantCulture) + "x";
         var paper = PaperResults.RuntimeRatios;
@@ -302,6 +302,6 @@ public static class RuntimeExperiment
         var verdict = Claims.C4(paperDepth, trained.Count > 0 && data is { Synthetic: false } ? s.Training!.Steps : 0);
         return new ResultTable("Table 4: runtime ratios, DEQ / weight-tied unrolled baseline",
             ["Comparison", "Baseline L", "Paper training", "Ours training", "Paper inference", "Ours inference", "Ours DEQ ms (train / infer)", "Ours baseline ms (train / infer)"],
-            cells, notes, [verdict]);
+            cells, notes, [Claims.AtScale(scale, verdict)]);
     }
 }

@@ -65,6 +65,15 @@ public static class Claims
     static string N(double v, string format = "0.0") => v.ToString(format, CultureInfo.InvariantCulture);
     static string Pct(double v) => (v >= 0 ? "+" : "") + (v * 100).ToString("0.0", CultureInfo.InvariantCulture) + "%";
 
+    /// <summary>
+    /// <paramref name="verdict"/> as a run at <paramref name="scale"/> may state it: at smoke scale (seconds of training, numbers
+    /// not meaningful) every claim is "not tested", whatever the figures say; the figures stay in the evidence.
+    /// </summary>
+    public static ClaimVerdict AtScale(ExperimentScale scale, ClaimVerdict verdict) =>
+        scale == ExperimentScale.Smoke && verdict.Outcome != ClaimOutcome.NotTested
+            ? verdict with { Outcome = ClaimOutcome.NotTested, Evidence = verdict.Evidence + " (smoke scale: too short to decide)" }
+            : verdict;
+
     /// <summary>Not tested, with the reason.</summary>
     public static ClaimVerdict NotTested(string claim, string why) => new(claim, ClaimOutcome.NotTested, why);
 

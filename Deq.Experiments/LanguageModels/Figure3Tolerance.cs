@@ -109,7 +109,7 @@ public static class Figure3Tolerance
                 }
                 var byTol = s.Tolerances.Select(t => At(t, s.ToleranceSweepLimit)).ToList();
                 var byLimit = s.Limits.Select(l => At(s.LimitSweepTolerance, l)).ToList();
-                var table = Tabulate(byTol, byLimit, trained, data, s);
+                var table = Tabulate(byTol, byLimit, trained, data, s, scale);
                 return new Figure3Result(byTol, byLimit, trained, table, data.Description, s, RunInfo.Capture(scale, ExperimentDevice.Default), clock.Elapsed);
             }
             finally { valid.Dispose(); }
@@ -155,7 +155,7 @@ public static class Figure3Tolerance
         finally { lm.train(wasTraining); }
     }
 
-    static ResultTable Tabulate(IReadOnlyList<SolverSettingPoint> byTol, IReadOnlyList<SolverSettingPoint> byLimit, LmRun trained, LmData data, Figure3Settings s)
+    static ResultTable Tabulate(IReadOnlyList<SolverSettingPoint> byTol, IReadOnlyList<SolverSettingPoint> byLimit, LmRun trained, LmData data, Figure3Settings s, ExperimentScale scale)
     {
         var rows = byTol.Select(p => new[] { "ε (left)", $"{p.Tolerance:G3}", $"{p.Limit}", $"{p.Perplexity:0.00}", $"{p.MeanSteps:0.0}", $"{p.MeanResidual:0.0e+0}" })
             .Concat(byLimit.Select(p => new[] { "iteration limit (right)", $"{p.Tolerance:G3}", $"{p.Limit}", $"{p.Perplexity:0.00}", $"{p.MeanSteps:0.0}", $"{p.MeanResidual:0.0e+0}" }))
@@ -172,6 +172,6 @@ public static class Figure3Tolerance
         var verdict = data.Synthetic ? Claims.NotTested("C6", "the corpus was not found (synthetic data)")
             : Claims.C6(byTol.Select(p => new TolerancePoint(p.Tolerance, p.Perplexity)).ToList(), trained.Steps);
         return new ResultTable("Figure 3: validation perplexity against the forward tolerance ε and the Broyden iteration limit",
-            ["sweep", "ε", "limit", "ours: val ppl", "ours: mean Broyden steps", "ours: mean lowest rel. residual"], rows, notes, [verdict]);
+            ["sweep", "ε", "limit", "ours: val ppl", "ours: mean Broyden steps", "ours: mean lowest rel. residual"], rows, notes, [Claims.AtScale(scale, verdict)]);
     }
 }

@@ -126,7 +126,7 @@ public static class Table2Ptb
         {
             Claims.C1([new ClaimPair("DEQ", deq.TestPerplexity, "weight-tied", tied.TestPerplexity)], Claims.PtbTargetPerplexity, data.Synthetic),
             Claims.C2(deqMem is null || tiedMem is null ? [] : [new ClaimPair("DEQ", deqMem.PeakBytes, $"{s.BaselineLayers}-layer weight-tied", tiedMem.PeakBytes)]),
-        };
+        }.Select(v => Claims.AtScale(scale, v)).ToList();
         var table = new ResultTable(title,
             ["model (paper)", "paper: params (non-emb.)", "paper: test ppl", "paper: memory†", "ours: model", "ours: params (non-emb.)", "ours: test ppl", "ours: memory"],
             rows, notes, verdicts);

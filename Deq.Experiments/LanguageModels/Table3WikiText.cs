@@ -209,7 +209,7 @@ public static class Table3WikiText
                 Pair(paper[8].Model, "DEQ-Transformer (small)", paper[7].Model, "weight-tied Transformer-XL", Bytes),
                 Pair(paper[5].Model, "DEQ-Transformer (medium)", paper[4].Model, "untied Transformer-XL (medium)", Bytes),
             }.OfType<ClaimPair>().ToList()),
-        };
+        }.Select(v => Claims.AtScale(scale, v)).ToList();
         var title = $"Table 3: WikiText-103 (ours on {corpusName}, scale `{scale.ToString().ToLowerInvariant()}`)";
         var table = new ResultTable(title,
             ["model (paper)", "paper: params (non-emb.)", "paper: test ppl", "paper: memory†", "ours: model", "ours: params (non-emb.)", "ours: test ppl", "ours: memory"],

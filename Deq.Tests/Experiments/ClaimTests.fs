@@ -76,6 +76,14 @@ let tests =
             Expect.equal (outcome (Claims.C6(sweep, 0))) ClaimOutcome.NotTested "untrained"
         }
 
+        test "a smoke run states no verdict; other scales keep theirs" {
+            let v = Claims.C2([| pair 1.2e9 8.5e9 |])
+            let smoke = Claims.AtScale(ExperimentScale.Smoke, v)
+            Expect.equal smoke.Outcome ClaimOutcome.NotTested "smoke"
+            Expect.stringContains smoke.Evidence v.Evidence "the figures stay"
+            Expect.equal (Claims.AtScale(ExperimentScale.Small, v)) v "small keeps the verdict"
+        }
+
         test "a report round-trips through JSON with its rows, verdicts and run" {
             let table = ResultTable("T", [| "a" |], [| [| "1" |] |], [| "note" |], [| Claims.C2([| pair 1.0e8 4.0e8 |]) |])
             let run = RunInfo(ExperimentScale.Large, "cpu", "test machine", "abc1234", DateTime(2026, 12, 1, 0, 0, 0, DateTimeKind.Utc))
