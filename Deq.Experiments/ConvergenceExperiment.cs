@@ -33,6 +33,8 @@ public sealed record ConvergenceSettings(
             BatchSize: 4, Steps: 4, LearningRate: 1e-3, Window: 2, TraceEvaluations: 8, TraceBatch: 2, MaxTrainTokens: 20_000),
         ExperimentScale.Small => new(DeqTransformerConfig.Tiny with { DModel = 32, DHead = 16, DInner = 64, SeqLen = 24, MemLen = 24, InitStd = 0.18, Schedule = Solvers(40, 40) },
             BatchSize: 8, Steps: 100, LearningRate: 2e-3, Window: 10, TraceEvaluations: 40, TraceBatch: 4, MaxTrainTokens: 200_000),
+        // Large, estimated ~35-45 min on this 2-core CPU: ~9.4 GFLOP per step (d_model 64, 512 tokens, up to 40 + 40 Broyden
+        // steps, which grow with training) ~0.7 s x 3000 steps, plus four 60-evaluation traces. Basis: the committed small run's ms/step on the idle machine (about 14 GFLOP/s achieved), scaled by the per-step work; today's small run was about 11x slower under a load average of 12-20, so a busy machine takes far longer.
         ExperimentScale.Large => new(DeqTransformerConfig.CpuSmall with { Schedule = Solvers(40, 40) },
             BatchSize: 16, Steps: 3000, LearningRate: 5e-4, Window: 100, TraceEvaluations: 60, TraceBatch: 8),
         _ => new(DeqTransformerConfig.Wt103Medium with { Cutoffs = null, DivVal = 1, Schedule = Solvers(30, 40) with { PretrainSteps = 16_000 } },

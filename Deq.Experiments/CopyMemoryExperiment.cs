@@ -28,14 +28,20 @@ public sealed record CopyMemorySettings(
     static readonly DeqTransformerConfig Width32 = new(DModel: 32, NHead: 2, DHead: 16, DInner: 64, MemLen: 0, InitStd: 0.18,
         Schedule: EquilibriumSchedule.Lean(forwardIterations: 15, backwardIterations: 15, forwardTol: 1e-3, backwardTol: 1e-4));
 
-    /// <summary>The preset for a scale. Small and Large shrink T (the paper's 400) so that a 2-core CPU finishes.</summary>
+    /// <summary>
+    /// The preset for a scale. Small and Large shrink T (the paper's 400) so that a 2-core CPU finishes: Large runs T = 100,
+    /// the floor for testing C3 (T = 200 would take about twice as long per step: over the hour). Paper: T = 400, for a GPU.
+    /// </summary>
     public static CopyMemorySettings For(ExperimentScale scale) => scale switch
     {
         ExperimentScale.Smoke => new(T: 8, TrainSize: 64, TestSize: 32, BatchSize: 16, Steps: 3, LearningRate: 3e-3,
             Model: DeqTransformerConfig.Tiny with { MemLen = 0, Schedule = EquilibriumSchedule.Lean(forwardIterations: 6, backwardIterations: 6) },
             UnrolledLayers: 4, EvalPoints: 2),
         ExperimentScale.Small => new(T: 20, TrainSize: 4000, TestSize: 400, BatchSize: 16, Steps: 60, LearningRate: 3e-3, Model: Width32, UnrolledLayers: 6, EvalPoints: 3),
-        ExperimentScale.Large => new(T: 100, TrainSize: 20_000, TestSize: 2_000, BatchSize: 64, Steps: 3000, LearningRate: 2e-3, Model: Width32, UnrolledLayers: 12, EvalPoints: 12),
+        // Large, estimated ~55 min on this 2-core CPU: small's idle ms/step (DEQ 115, weight-tied L = 6 33, LSTM 7, GRU 20 at T = 20,
+        // batch 16) times ~7 for sequences 3x as long and batch 2x (~1.45 s per step for all five models) x 2000 steps, plus
+        // 10 test evaluations. Basis: the committed small run's ms/step on the idle machine (about 14 GFLOP/s achieved), scaled by the per-step work; today's small run was about 11x slower under a load average of 12-20, so a busy machine takes far longer.
+        ExperimentScale.Large => new(T: 100, TrainSize: 20_000, TestSize: 2_000, BatchSize: 32, Steps: 2000, LearningRate: 2e-3, Model: Width32, UnrolledLayers: 12, EvalPoints: 10),
         _ => new(T: 400, TrainSize: 20_000, TestSize: 2_000, BatchSize: 64, Steps: 20_000, LearningRate: 1e-3,
             Model: Width32 with { Schedule = EquilibriumSchedule.Lean(forwardIterations: 30, backwardIterations: 40, forwardTol: 1e-4, backwardTol: 1e-5) },
             UnrolledLayers: 18, EvalPoints: 20),
@@ -48,7 +54,7 @@ public sealed record CopyMemorySettings(
 /// <param name="TestLoss">Final test cross-entropy over the last 10 positions (nats).</param>
 /// <param name="TestAccuracy">Fraction of the 10 recalled digits predicted right.</param>
 /// <param name="SecondsPerStep">Mean wall time of a training step.</param>
-/// <param name="MeanForwardSteps">Mean Broyden steps of the training forward solves (DEQ only).</param>
+/// <param name="MeanForwardSteps">Mean forward solver steps of the training forward solves (DEQ only).</param>
 public sealed record CopyMemoryRow(string Model, long Parameters, double TestLoss, double TestAccuracy, double SecondsPerStep, double? MeanForwardSteps);
 
 /// <summary>What the Table 1 experiment returns.</summary>
@@ -88,7 +94,7 @@ public static class CopyMemoryExperiment
     /// <summary>Output file name under <see cref="PaperFigures"/>.</summary>
     public const string FileName = "table1-copy-memory.md";
 
-    // A model under training: a forward (inputs, step, training) -> logits plus the Broyden steps, if any.
+    // A model under training: a forward (inputs, step, training) -> logits plus the forward solver steps, if any.
     sealed record Candidate(string Name, nn.Module Module, Func<Tensor, int, (Tensor Logits, int? Steps, EquilibriumResult? Eq)> Forward);
 
     /// <summary>Runs the preset of <paramref name="scale"/>.</summary>
@@ -216,7 +222,7 @@ public static class CopyMemoryExperiment
             o is null ? "not run" : o.Parameters.ToString("N0", CultureInfo.InvariantCulture),
             o is null ? "-" : F(o.TestLoss),
             o is null ? "-" : o.TestAccuracy.ToString("P1", CultureInfo.InvariantCulture),
-            o is null ? "-" : $"{o.SecondsPerStep * 1000:F0}" + (o.MeanForwardSteps is { } k ? $" ({k:F1} Broyden steps)" : ""),
+            o is null ? "-" : $"{o.SecondsPerStep * 1000:F0}" + (o.MeanForwardSteps is { } k ? $" ({k:F1} forward solver steps)" : ""),
         ];
         CopyMemoryRow? Ours(string prefix) => rows.FirstOrDefault(r => r.Model.StartsWith(prefix, StringComparison.Ordinal));
         var table = new List<string[]>

@@ -35,8 +35,13 @@ public sealed record RuntimeSettings(
         ExperimentScale.Small => new(DeqTransformerConfig.Tiny with { NToken = 1000, DModel = 32, DHead = 16, DInner = 64, SeqLen = 32, InitStd = 0.18, Schedule = Lean(30, 40) with { PretrainSteps = 20 } },
             DeqTrellisNetConfig.Tiny with { NToken = 1000, NInp = 32, NHid = 32, NOut = 32, SeqLen = 32, Schedule = Lean(30, 40) with { PretrainSteps = 20 } }, BatchSize: 8, Warmup: 2, Repeats: 5, MatchCap: 100,
             Training: new LmBudget(Steps: 60, Batch: 16, SeqLen: 32, LearningRate: 4e-3, WarmupSteps: 6, EvalBatch: 10, EvalSegments: 5)),
-        ExperimentScale.Large => new(DeqTransformerConfig.CpuSmall with { Dropout = 0, Schedule = Lean(30, 40) },
-            DeqTrellisNetConfig.Tiny with { NToken = 10000, NInp = 128, NHid = 256, NOut = 128, SeqLen = 64, Schedule = Lean(45, 45) }, BatchSize: 16, Warmup: 3, Repeats: 10, MatchCap: 150),
+        // Large, estimated ~40 min on this 2-core CPU: training the DEQ-Transformer (~8.8 GFLOP, ~0.6 s per step) and the
+        // DEQ-TrellisNet (h 128, ~21 GFLOP, ~1.5 s per step) for 1000 PTB steps each, then ~5 min of timing (the 70-layer
+        // baseline included). Basis: the committed small run's ms/step on the idle machine (about 14 GFLOP/s achieved), scaled by the per-step work; today's small run was about 11x slower under a load average of 12-20, so a busy machine takes far longer.
+        ExperimentScale.Large => new(DeqTransformerConfig.CpuSmall with { Dropout = 0, Schedule = Lean(30, 40) with { PretrainSteps = 200 } },
+            DeqTrellisNetConfig.Tiny with { NToken = 10000, NInp = 64, NHid = 64, NOut = 64, SeqLen = 32, Schedule = Lean(30, 30) with { PretrainSteps = 200 } },
+            BatchSize: 16, Warmup: 3, Repeats: 10, MatchCap: 150,
+            Training: new LmBudget(Steps: 1000, Batch: 16, SeqLen: 32, LearningRate: 2e-3, WarmupSteps: 50, EvalBatch: 10, EvalSegments: 50)),
         // The paper's WT103 models, benchmarked as its memory column is: sequences of 150, batch 15.
         _ => new(DeqTransformerConfig.Wt103Medium with { SeqLen = 150, Dropout = 0, Schedule = Lean(30, 40) },
             DeqTrellisNetConfig.Wt103 with { SeqLen = 150, Dropout = 0, DropoutI = 0, DropoutH = 0, Schedule = Lean(45, 45) }, BatchSize: 15, Warmup: 3, Repeats: 20, MatchCap: 200),

@@ -31,10 +31,12 @@ public sealed record Figure3Settings(DeqTransformerConfig Model, LmBudget Budget
                 Schedule: EquilibriumSchedule.Lean(pretrainSteps: 50, unrolledLayers: 2, forwardIterations: 10, backwardIterations: 10)),
             new LmBudget(Steps: 150, Batch: 12, SeqLen: 24, LearningRate: 4e-3, WarmupSteps: 10, EvalBatch: 10, EvalSegments: 8),
             [1e-4, 1e-3, 1e-2, 0.1, 0.3, 0.6, 1.0], 20, [1, 2, 3, 5, 8, 12, 20], 1e-6),
+        // Large, estimated ~50 min on this 2-core CPU: ~12 GFLOP per step (d_model 64, 1024 tokens, 20 + 20 solver steps,
+        // softmax a third) ~0.9 s x 3000 steps, then 19 sweep points x 50 validation segments (~5 min). Basis: the committed small run's ms/step on the idle machine (about 14 GFLOP/s achieved), scaled by the per-step work; today's small run was about 11x slower under a load average of 12-20, so a busy machine takes far longer.
         ExperimentScale.Large => new(
-            new DeqTransformerConfig(DModel: 128, NHead: 4, DHead: 32, DInner: 512, SeqLen: 75, MemLen: 75, Dropout: 0.1, InitStd: 0.09,
-                Schedule: EquilibriumSchedule.Lean(pretrainSteps: 1000, unrolledLayers: 2, forwardIterations: 30, backwardIterations: 40)),
-            new LmBudget(Steps: 5000, Batch: 16, SeqLen: 75, LearningRate: 5e-4, WarmupSteps: 300, EvalBatch: 10, EvalSegments: 50),
+            new DeqTransformerConfig(DModel: 64, NHead: 4, DHead: 16, DInner: 256, SeqLen: 64, MemLen: 64, Dropout: 0.1, InitStd: 0.125,
+                Schedule: EquilibriumSchedule.Lean(pretrainSteps: 500, unrolledLayers: 2, forwardIterations: 20, backwardIterations: 20)),
+            new LmBudget(Steps: 3000, Batch: 16, SeqLen: 64, LearningRate: 2e-3, WarmupSteps: 100, EvalBatch: 10, EvalSegments: 50),
             [1e-5, 1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 0.6, 1.0], 50, [1, 2, 3, 5, 8, 12, 20, 30, 40, 50], 1e-7),
         ExperimentScale.Paper => new(
             DeqTransformerConfig.Wt103Medium with { Cutoffs = null, DivVal = 1, NToken = 10000, SeqLen = 75, MemLen = 75 },

@@ -46,15 +46,20 @@ public sealed record Table3Settings(DeqTransformerConfig Small, DeqTransformerCo
             TransformerBaselineLayers: 6, TrellisBaselineLayers: 8, [2000, 10000],
             new LmBudget(Steps: 80, Batch: 8, SeqLen: 24, LearningRate: 4e-3, WarmupSteps: 8, EvalBatch: 10, EvalSegments: 8),
             UntiedSmallLayers: 4, UntiedMediumLayers: 6, Memory: new MemorySetting()),
+        // Large, estimated ~57 min on this 2-core CPU for all seven models: ~89 GFLOP per step of all seven (1024 tokens;
+        // about half is the trainer's full [L, B, 33,278] log-probabilities, which forgo the adaptive softmax's savings)
+        // ~6.4 s x 500 steps, 150 test segments each, seven memory probes. Basis: the committed small run's ms/step on the idle machine (about 14 GFLOP/s achieved), scaled by the per-step work; today's small run was about 11x slower under a load average of 12-20, so a busy machine takes far longer.
+        // 500 steps are a quarter epoch of WikiText-2: the test perplexity 300 is unlikely; C1 then says "not tested".
+        // The untied medium stack has 6 layers, not the paper's 18: at d_model 96, 18 layers cannot share the DEQ's parameters.
         ExperimentScale.Large => new(
-            new DeqTransformerConfig(DModel: 128, NHead: 4, DHead: 32, DInner: 512, SeqLen: 64, MemLen: 64, Dropout: 0.1, InitStd: 0.09, DivVal: 2),
-            new DeqTransformerConfig(DModel: 256, NHead: 8, DHead: 32, DInner: 1024, SeqLen: 64, MemLen: 64, Dropout: 0.1, InitStd: 0.065, DivVal: 2),
-            new DeqTrellisNetConfig(NInp: 128, NHid: 256, NOut: 128, SeqLen: 64, Dropout: 0.1, DropoutI: 0.1, DropoutH: 0.1, DivVal: 2),
-            EquilibriumSchedule.Lean(pretrainSteps: 1000, unrolledLayers: 2, forwardIterations: 30, backwardIterations: 40),
-            EquilibriumSchedule.Lean(pretrainSteps: 1000, unrolledLayers: 8, forwardIterations: 30, backwardIterations: 30),
-            TransformerBaselineLayers: 16, TrellisBaselineLayers: 24, [2000, 10000],
-            new LmBudget(Steps: 6000, Batch: 16, SeqLen: 64, LearningRate: 5e-4, WarmupSteps: 300, EvalBatch: 10, EvalSegments: 0),
-            UntiedSmallLayers: 4, UntiedMediumLayers: 18, Memory: new MemorySetting()),
+            new DeqTransformerConfig(DModel: 64, NHead: 4, DHead: 16, DInner: 256, SeqLen: 64, MemLen: 64, Dropout: 0.1, InitStd: 0.125, DivVal: 2),
+            new DeqTransformerConfig(DModel: 96, NHead: 4, DHead: 24, DInner: 384, SeqLen: 64, MemLen: 64, Dropout: 0.1, InitStd: 0.1, DivVal: 2),
+            new DeqTrellisNetConfig(NInp: 64, NHid: 64, NOut: 64, SeqLen: 64, Dropout: 0.1, DropoutI: 0.1, DropoutH: 0.05, DivVal: 2),
+            EquilibriumSchedule.Lean(pretrainSteps: 200, unrolledLayers: 2, forwardIterations: 12, backwardIterations: 12),
+            EquilibriumSchedule.Lean(pretrainSteps: 200, unrolledLayers: 4, forwardIterations: 10, backwardIterations: 10),
+            TransformerBaselineLayers: 8, TrellisBaselineLayers: 12, [2000, 10000],
+            new LmBudget(Steps: 500, Batch: 16, SeqLen: 64, LearningRate: 2e-3, WarmupSteps: 50, EvalBatch: 10, EvalSegments: 150),
+            UntiedSmallLayers: 4, UntiedMediumLayers: 6, Memory: new MemorySetting()),
         ExperimentScale.Paper => new(
             DeqTransformerConfig.Wt103Small with { Cutoffs = null }, DeqTransformerConfig.Wt103Medium, DeqTrellisNetConfig.Wt103,
             DeqTransformerConfig.Wt103Medium.EffectiveSchedule, DeqTrellisNetConfig.Wt103.EffectiveSchedule,
