@@ -32,9 +32,9 @@ static int Usage(int code, string? error = null)
           solvers [--width N] [--batch B] [--rho R] [--seed S]
                   Compare forward iteration, Anderson and Broyden on a random contractive
                   tanh layer: f evaluations, residual and wall time to tolerance.
-          reproduce [--scale smoke|small|large|paper] [--only NAME,...] [--figures DIR]
-                  Run every notebook in Deq.Notebooks headless (pinned dotnet-repl) and write
-                  the tables, figures and executed notebooks to paper-figures/ (or DIR).
+          reproduce [--scale smoke|small|large|paper] [--only NAME,...] [--figures DIR] [--list]
+                  Run the notebooks Deq.Notebooks/NN-name.ipynb headless (pinned dotnet-repl) and write
+                  the tables, figures and executed notebooks to paper-figures/ (or DIR); --list names them.
           train --model NAME --corpus DIR [--steps N] [--batch B] [--bptt L] [--lr X] [--warmup N]
                 [--seed S] [--clip C] [--eval-every N] [--eval-segments N] [--checkpoint PATH]
                 [--checkpoint-every N] [--resume] [--log FILE.jsonl] [--device auto|cpu|cuda] [--dtype float32|float64]
@@ -46,7 +46,8 @@ static int Usage(int code, string? error = null)
           bench [--quick] [--out FILE]
                   Benchmarks on this machine: training memory against depth (fresh process per
                   configuration), runtime at matched quality, solver overhead, f evaluations to
-                  tolerance, f's GFLOP/s; prints a table, writes paper-figures/benchmarks.json.
+                  tolerance, f's GFLOP/s; prints a table, writes paper-figures/benchmarks.json
+                  (--quick: paper-figures/benchmarks-quick.json; --out FILE for either).
           bench memory-probe [--json] [--family trellisnet|transformer] [--mode deq|unrolled]
                 [--iterations N] [--width W] [--seq T] [--batch B] [--broyden-memory M]
                   Peak memory of one training step of one configuration, in this process.
