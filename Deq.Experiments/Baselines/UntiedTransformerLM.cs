@@ -104,14 +104,16 @@ public sealed class UntiedTransformerLM : nn.Module
     /// <summary>
     /// The layer shape for <paramref name="layers"/> untied layers whose parameters together come closest to
     /// <paramref name="target"/>, keeping d_model (the embedding is shared): halves the heads while one layer with a
-    /// minimal feed-forward block exceeds its share, then picks d_inner (a multiple of 8, at least 8).
+    /// feed-forward block of d_model / 2 exceeds its share (so the feed-forward block keeps a useful width), then picks
+    /// d_inner (a multiple of 8, at least 8).
     /// </summary>
     public static DeqTransformerConfig MatchParameters(DeqTransformerConfig c, int layers, long target)
     {
         if (layers < 1) throw new ArgumentOutOfRangeException(nameof(layers), layers, "MatchParameters needs at least one layer.");
         long share = target / layers;
-        var shape = c with { DInner = 8 };
+        var shape = c with { DInner = Math.Max(8, c.DModel / 2) };
         while (shape.NHead > 1 && LayerParameters(shape) > share) shape = shape with { NHead = shape.NHead / 2 };
+        shape = shape with { DInner = 8 };
         long perUnit = 2L * c.DModel + 1 + (c.WeightNorm ? 1 : 0);
         long units = (share - LayerParameters(shape)) / perUnit + 8;
         int dInner = (int)Math.Max(8, Math.Round(units / 8.0) * 8);
