@@ -38,10 +38,11 @@ public sealed record CopyMemorySettings(
             Model: DeqTransformerConfig.Tiny with { MemLen = 0, Schedule = EquilibriumSchedule.Lean(forwardIterations: 6, backwardIterations: 6) },
             UnrolledLayers: 4, EvalPoints: 2),
         ExperimentScale.Small => new(T: 20, TrainSize: 4000, TestSize: 400, BatchSize: 16, Steps: 60, LearningRate: 3e-3, Model: Width32, UnrolledLayers: 6, EvalPoints: 3),
-        // Large, estimated ~55 min on this 2-core CPU: small's idle ms/step (DEQ 115, weight-tied L = 6 33, LSTM 7, GRU 20 at T = 20,
-        // batch 16) times ~7 for sequences 3x as long and batch 2x (~1.45 s per step for all five models) x 2000 steps, plus
-        // 10 test evaluations. Basis: the committed small run's ms/step on the idle machine (about 14 GFLOP/s achieved), scaled by the per-step work; today's small run was about 11x slower under a load average of 12-20, so a busy machine takes far longer.
-        ExperimentScale.Large => new(T: 100, TrainSize: 20_000, TestSize: 2_000, BatchSize: 32, Steps: 2000, LearningRate: 2e-3, Model: Width32, UnrolledLayers: 12, EvalPoints: 10),
+        // Large, estimated ~55 min on this 2-core CPU: today's small run (load average ~6.5) took DEQ 292, weight-tied 9, TCN 2,
+        // LSTM 2, GRU 4 ms/step at T = 20, batch 16; sequences 6x as long (T + 20) and batch 2x cost ~7x per step: ~2.2 s for
+        // all five models, x 1500 steps, plus 10 test evaluations. An idle machine is faster; a busier one (load 15-20 ran the
+        // small run ~5x slower) takes longer.
+        ExperimentScale.Large => new(T: 100, TrainSize: 20_000, TestSize: 2_000, BatchSize: 32, Steps: 1500, LearningRate: 2e-3, Model: Width32, UnrolledLayers: 12, EvalPoints: 10),
         _ => new(T: 400, TrainSize: 20_000, TestSize: 2_000, BatchSize: 64, Steps: 20_000, LearningRate: 1e-3,
             Model: Width32 with { Schedule = EquilibriumSchedule.Lean(forwardIterations: 30, backwardIterations: 40, forwardTol: 1e-4, backwardTol: 1e-5) },
             UnrolledLayers: 18, EvalPoints: 20),
