@@ -21,14 +21,11 @@ public static class DeqLanguageModels
         .With("deq-trellisnet-tiny", spec => TrellisNet("deq-trellisnet-tiny", spec, DeqTrellisNetConfig.Tiny));
 
     /// <summary>
-    /// Counts training forward passes to pick the schedule's gradient mode. The trainer's Forward does not
-    /// receive the step, so a resumed run restarts this count (pretraining would repeat): a known gap.
+    /// The schedule's step: the trainer's step for a training forward, -1 (past pretraining) in evaluation.
+    /// Read from the step context, not counted, so a resumed run does not repeat the pretraining.
     /// </summary>
-    sealed class StepCounter
-    {
-        int _step;
-        public int Next(nn.Module m) => m.training && torch.is_grad_enabled() ? _step++ : -1;
-    }
+    static int ScheduleStep(nn.Module m, StepContext? context) =>
+        context is { } c && m.training && torch.is_grad_enabled() ? (int)Math.Min(c.Step, int.MaxValue) : -1;
 
     static Func<SolverStats> Stats(EquilibriumResult eq) => () => new SolverStats(
         eq.Forward.Steps, eq.Forward.RelLowest, eq.Backward?.Steps, eq.Backward?.RelLowest);
@@ -48,12 +45,11 @@ public static class DeqLanguageModels
         torch.manual_seed(spec.Seed);
         var m = new DeqTransformerLM(c);
         m.to(spec.DType).to(spec.Device);
-        var steps = new StepCounter();
-        LanguageModelOutput Forward(Tensor input, Tensor? packed)
+        LanguageModelOutput Forward(Tensor input, Tensor? packed, StepContext? context)
         {
             TransformerMemory? memory = packed is null ? null
                 : new TransformerMemory(packed.narrow(2, 0, c.DModel), packed.narrow(2, c.DModel, packed.shape[2] - c.DModel));
-            var output = m.Forward(input.t(), memory, steps.Next(m));
+            var output = m.Forward(input.t(), memory, ScheduleStep(m, context));
             var logits = m.LogProbs(output.Hidden).transpose(0, 1);
             var next = output.Memory.Length == 0 ? null : torch.cat([output.Memory.Z, output.Memory.Injection], 2);
             return new LanguageModelOutput(logits, next, Stats(output.Equilibrium));
@@ -68,14 +64,13 @@ public static class DeqLanguageModels
         torch.manual_seed(spec.Seed);
         var m = new DeqTrellisNetLM(c);
         m.to(spec.DType).to(spec.Device);
-        var steps = new StepCounter();
         long kz = m.trellisnet.CarriedStates, kx = c.KernelSize - 1, zWidth = kz * 2 * c.HSize;
-        LanguageModelOutput Forward(Tensor input, Tensor? packed)
+        LanguageModelOutput Forward(Tensor input, Tensor? packed, StepContext? context)
         {
             long b = input.shape[1];
             TrellisMemory? memory = packed is null ? null
                 : new TrellisMemory(packed.narrow(1, 0, zWidth).reshape(b, kz, 2 * c.HSize), packed.narrow(1, zWidth, kx * c.NInp).reshape(b, kx, c.NInp));
-            var output = m.Forward(input.t(), memory, steps.Next(m));
+            var output = m.Forward(input.t(), memory, ScheduleStep(m, context));
             var logits = m.LogProbs(output.Hidden).transpose(0, 1);
             var next = torch.cat([output.Memory.Z.reshape(b, -1), output.Memory.X.reshape(b, -1)], 1);
             return new LanguageModelOutput(logits, next, Stats(output.Equilibrium));

@@ -14,9 +14,13 @@ public sealed record LanguageModelOutput(Tensor Logits, Tensor? Memory, Func<Sol
 /// and the memory from the previous segment (null at the start of a pass).
 /// </summary>
 /// <param name="Module">Parameters and state_dict.</param>
-/// <param name="Forward">(input [L, batch] int64, memory or null) → logits and new memory.</param>
+/// <param name="Forward">
+/// (input [L, batch] int64, memory or null, the training step or null in evaluation) → logits and new memory.
+/// Models whose training follows a schedule of the step (a DEQ's unrolled pretraining) read it from the
+/// context, so a resumed run continues the schedule where it stopped.
+/// </param>
 /// <param name="Config">Configuration fields for the checkpoint fingerprint (sizes, solver settings).</param>
-public sealed record LanguageModel(nn.Module Module, Func<Tensor, Tensor?, LanguageModelOutput> Forward, IReadOnlyDictionary<string, string> Config);
+public sealed record LanguageModel(nn.Module Module, Func<Tensor, Tensor?, StepContext?, LanguageModelOutput> Forward, IReadOnlyDictionary<string, string> Config);
 
 /// <summary>What a model factory is told.</summary>
 /// <param name="VocabSize">Output classes.</param>
