@@ -26,8 +26,9 @@ let tests =
             use d = new TempDir()
             let path = written d
             Expect.equal (Directory.GetFiles d.Path |> Array.map Path.GetFileName) [| "toy.ckpt" |] "only the checkpoint"
-            let struct (step, fp) = Trainer.Inspect path
-            Expect.equal step 6L "step"
+            let info = Trainer.Inspect path
+            let fp = info.Fingerprint
+            Expect.equal (info.Step, info.TotalSteps) (6L, 6L) "step and total"
             Expect.equal fp.["train.lr"] "0.05" "fingerprint field"
             Expect.equal fp.["task"] "toy" "task field"
         }
