@@ -161,7 +161,7 @@ public static class Trainer
             bool last = step + 1 == options.Steps;
             if (task.Evaluate is not null && (last || options.EvalEvery > 0 && (step + 1) % options.EvalEvery == 0))
             {
-                valid = Evaluate(task);
+                valid = EvaluateAt(task, step + 1);
                 evaluatedAtEnd = last;
                 log(new LogRecord(Phase.Valid, step + 1, options.Steps, valid.Loss, valid.Perplexity, null, null, valid.Tokens, valid.Stats,
                     clock.Elapsed.TotalSeconds, ProcessMemory.Now()));
@@ -174,11 +174,17 @@ public static class Trainer
         }
         if (!evaluatedAtEnd && task.Evaluate is not null)
         {
-            valid = Evaluate(task);
+            valid = EvaluateAt(task, step);
             log(new LogRecord(Phase.Valid, step, options.Steps, valid.Loss, valid.Perplexity, null, null, valid.Tokens, valid.Stats,
                 clock.Elapsed.TotalSeconds, ProcessMemory.Now()));
         }
         return new TrainResult(step, start, lastLoss, valid, Interrupted: false, skipped);
+    }
+
+    static EvalOutput EvaluateAt(TrainingTask task, long step)
+    {
+        try { return Evaluate(task); }
+        catch (InvalidOperationException e) { throw new InvalidOperationException($"evaluation after step {step}: {e.Message}", e); }
     }
 
     /// <summary>Backpropagates the step's loss; a failure inside backward is reported with the step.</summary>
@@ -214,7 +220,7 @@ public static class Trainer
             var result = task.Evaluate();
             if (result.Tokens <= 0) throw new InvalidOperationException("evaluation covered no tokens.");
             if (!double.IsFinite(result.TotalNll) || !double.IsFinite(result.Perplexity))
-                throw new InvalidOperationException($"evaluation loss is {result.Loss:G4} (perplexity {result.Perplexity}): the model diverged; lower the learning rate.");
+                throw new InvalidOperationException($"the validation loss is {result.Loss:G4} (perplexity {result.Perplexity}): the model diverged; lower the learning rate.");
             return result;
         }
         finally { task.Module.train(); }

@@ -123,6 +123,7 @@ let corpora =
 let options =
     cases "deq bad input: options" [
         "--lr 1e30 (diverges)", fun d -> corpus d |> ignore; train @ [ "--lr"; "1e30" ], [ "step 2"; "diverged"; "update was not applied"; "--skip-nonfinite" ]
+        "--lr 1e30 --skip-nonfinite", fun d -> corpus d |> ignore; train @ [ "--lr"; "1e30"; "--skip-nonfinite" ], [ "evaluation after step 2"; "diverged" ]
         "--lr 1e39 (overflows float32)", fun d -> corpus d |> ignore; train @ [ "--lr"; "1e39" ], [ "--lr"; "overflows"; "Float32" ]
         "--lr -1", fun d -> corpus d |> ignore; train @ [ "--lr"; "-1" ], [ "--lr"; "positive" ]
         "--steps 0", fun d -> corpus d |> ignore; [ "train"; "--corpus"; "."; "--steps"; "0" ], [ "--steps"; "must be positive" ]
@@ -149,6 +150,14 @@ let files =
             corpus d |> ignore
             d.Write("blocker", "a file where a folder should be") |> ignore
             train @ [ "--checkpoint"; "blocker/run.ckpt" ], [ "not writable"; "blocker is a file, not a folder" ]
+        "resume under another --lr", fun d ->
+            corpus d |> ignore
+            File.WriteAllBytes(d.File "run.ckpt", goodCheckpoint.Force())
+            train @ [ "--checkpoint"; "run.ckpt"; "--resume"; "--lr"; "0.01" ], [ "another configuration"; "train.lr: checkpoint 0.001, now 0.01" ]
+        "--checkpoint names a directory", fun d ->
+            corpus d |> ignore
+            Directory.CreateDirectory(d.File "runs") |> ignore
+            train @ [ "--checkpoint"; "runs" ], [ "is a directory"; "give a file path" ]
         "resume with fewer steps than done", fun d ->
             corpus d |> ignore
             File.WriteAllBytes(d.File "run.ckpt", goodCheckpoint.Force())
