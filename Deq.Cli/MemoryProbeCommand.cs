@@ -11,14 +11,14 @@ internal static class MemoryProbeCommand
         var opts = CliArgs.Parse(args.Where(a => a != "--json").ToArray(), new()
         {
             ["family"] = "trellisnet", ["mode"] = "deq", ["iterations"] = "30", ["backward-iterations"] = "0",
-            ["width"] = "256", ["seq"] = "150", ["batch"] = "15", ["broyden-memory"] = "30", ["device"] = "cpu", ["seed"] = "0",
+            ["width"] = "256", ["seq"] = "150", ["batch"] = "15", ["broyden-memory"] = "30", ["device"] = "cpu", ["seed"] = "0", ["solvers"] = "lean",
         });
         var config = new MemoryProbeConfig(
             Family: Parse<CoreFamily>(opts.Text("family"), "family"),
             Mode: Parse<ProbeMode>(opts.Text("mode"), "mode"),
             Iterations: opts.Int("iterations"), Width: opts.Int("width"), SeqLen: opts.Int("seq"), Batch: opts.Int("batch"),
             BackwardIterations: opts.Int("backward-iterations"), BroydenMemory: opts.Int("broyden-memory"),
-            Device: opts.Text("device"), Seed: opts.Int("seed")).Validate();
+            Device: opts.Text("device"), Seed: opts.Int("seed"), Solvers: Parse<ProbeSolvers>(opts.Text("solvers"), "solvers")).Validate();
         var m = TrainingMemory.ProbeInThisProcess(config);
         if (json) Console.WriteLine(TrainingMemory.ToJson(m));
         else

@@ -22,8 +22,9 @@ public sealed record ConvergenceSettings(
     DeqTransformerConfig Model, int BatchSize, int Steps, double LearningRate, int Window, int TraceEvaluations, int TraceBatch,
     int MaxTrainTokens = 0, long Seed = 1111)
 {
+    // Figure 2 is about Broyden (the paper's solver), so it trains with Broyden both ways.
     static EquilibriumSchedule Solvers(int forward, int backward) =>
-        new(ForwardIterations: forward, BackwardIterations: backward, ForwardTolerance: 1e-4, BackwardTolerance: 1e-5);
+        EquilibriumSchedule.Broyden(forwardIterations: forward, backwardIterations: backward, forwardTol: 1e-4, backwardTol: 1e-5);
 
     /// <summary>The preset for a scale.</summary>
     public static ConvergenceSettings For(ExperimentScale scale) => scale switch
@@ -100,17 +101,17 @@ public static class ConvergenceExperiment
                 var (input, target) = Batching.Segment(batched, seg, config.SeqLen);
                 model.train();
                 optimizer.zero_grad();
-                var output = model.Forward(input.t(), memory, schedule.OptionsAt(step));
+                BackwardReport? backward = null;
+                var output = model.Forward(input.t(), memory, schedule.OptionsAt(step) with { OnBackward = r => backward = r });
                 var loss = model.Loss(output.Hidden, target.t());
-                loss.backward();
-                output.Equilibrium.ThrowIfBackwardFaulted();
+                Equilibrium.Backward(loss);
                 nn.utils.clip_grad_norm_(model.parameters(), 0.25);
                 optimizer.step();
                 var previous = memory;
                 memory = new TransformerMemory(output.Memory.Z.MoveToOuterDisposeScope(), output.Memory.Injection.MoveToOuterDisposeScope());
                 previous?.Z.Dispose(); previous?.Injection.Dispose();
                 fSum += output.Equilibrium.Forward.Steps;
-                bSum += output.Equilibrium.Backward?.Steps ?? 0;
+                bSum += backward?.Result.Steps ?? 0;
                 lSum += loss.item<float>();
                 n++;
             }

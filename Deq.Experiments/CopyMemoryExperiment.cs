@@ -25,18 +25,18 @@ public sealed record CopyMemorySettings(
 {
     // d_model 32 with 2 heads: about 14K parameters, the paper's size. InitStd 0.18 = 0.25 * sqrt(16 / 32), see DeqTransformerConfig.Tiny.
     static readonly DeqTransformerConfig Width32 = new(DModel: 32, NHead: 2, DHead: 16, DInner: 64, MemLen: 0, InitStd: 0.18,
-        Schedule: new EquilibriumSchedule(ForwardIterations: 15, BackwardIterations: 15, ForwardTolerance: 1e-3, BackwardTolerance: 1e-4));
+        Schedule: EquilibriumSchedule.Lean(forwardIterations: 15, backwardIterations: 15, forwardTol: 1e-3, backwardTol: 1e-4));
 
     /// <summary>The preset for a scale. Small and Large shrink T (the paper's 400) so that a 2-core CPU finishes.</summary>
     public static CopyMemorySettings For(ExperimentScale scale) => scale switch
     {
         ExperimentScale.Smoke => new(T: 8, TrainSize: 64, TestSize: 32, BatchSize: 16, Steps: 3, LearningRate: 3e-3,
-            Model: DeqTransformerConfig.Tiny with { MemLen = 0, Schedule = new EquilibriumSchedule(ForwardIterations: 6, BackwardIterations: 6) },
+            Model: DeqTransformerConfig.Tiny with { MemLen = 0, Schedule = EquilibriumSchedule.Lean(forwardIterations: 6, backwardIterations: 6) },
             UnrolledLayers: 4, EvalPoints: 2),
         ExperimentScale.Small => new(T: 20, TrainSize: 4000, TestSize: 400, BatchSize: 16, Steps: 60, LearningRate: 3e-3, Model: Width32, UnrolledLayers: 6, EvalPoints: 3),
         ExperimentScale.Large => new(T: 100, TrainSize: 20_000, TestSize: 2_000, BatchSize: 64, Steps: 3000, LearningRate: 2e-3, Model: Width32, UnrolledLayers: 12, EvalPoints: 12),
         _ => new(T: 400, TrainSize: 20_000, TestSize: 2_000, BatchSize: 64, Steps: 20_000, LearningRate: 1e-3,
-            Model: Width32 with { Schedule = new EquilibriumSchedule(ForwardIterations: 30, BackwardIterations: 40, ForwardTolerance: 1e-4, BackwardTolerance: 1e-5) },
+            Model: Width32 with { Schedule = EquilibriumSchedule.Lean(forwardIterations: 30, backwardIterations: 40, forwardTol: 1e-4, backwardTol: 1e-5) },
             UnrolledLayers: 18, EvalPoints: 20),
     };
 }
@@ -88,7 +88,7 @@ public static class CopyMemoryExperiment
 
         var config = new CopyMemoryConfig(settings.T, settings.Model with { SeqLen = settings.T + 20 });
         var schedule = config.EffectiveModel.EffectiveSchedule;
-        var tied = new EquilibriumOptions(Gradient: GradientMode.Unrolled(settings.UnrolledLayers));
+        var tied = new EquilibriumOptions(Adjoint: Adjoint.Unrolled(settings.UnrolledLayers));
         var candidates = new List<Func<Candidate>>
         {
             () => { var m = Seeded(settings.Seed, () => new CopyMemoryModel(config));
@@ -145,8 +145,7 @@ public static class CopyMemoryExperiment
                 optimizer.zero_grad();
                 var (logits, steps, eq) = c.Forward(x, step);
                 var loss = CopyMemoryModel.Loss(logits, y);
-                loss.backward();
-                eq?.ThrowIfBackwardFaulted();
+                Equilibrium.Backward(loss);
                 nn.utils.clip_grad_norm_(c.Module.parameters(), 1.0);
                 optimizer.step();
                 if (steps is { } k) { stepsSum += k; stepsCount++; }
@@ -212,8 +211,7 @@ public static class CopyMemoryExperiment
             $"Paper: T = 400, 20K training / 2K test sequences. Ours: T = {s.T}, {s.TrainSize:N0} training / {s.TestSize:N0} test sequences, " +
             $"{s.Steps:N0} Adam steps of {s.BatchSize} (lr {s.LearningRate}) per model" + (s.T < 400 ? "; T is reduced so that the run fits a 2-core CPU: the task is far easier than the paper's, so our losses are not comparable in size." : "."),
             "Loss: mean cross-entropy (nats) over the 10 recalled digits of each test sequence; the paper does not define its loss exactly, this is our reading. Accuracy: digits recalled right.",
-            $"DEQ-Transformer: Broyden, at most {s.Model.EffectiveSchedule.ForwardIterations} forward / {s.Model.EffectiveSchedule.BackwardIterations} backward steps " +
-            $"(relative tolerance {s.Model.EffectiveSchedule.ForwardTolerance:G2} / {s.Model.EffectiveSchedule.BackwardTolerance:G2}), implicit gradient, no pretraining. " +
+            $"DEQ-Transformer: {s.Model.EffectiveSchedule.Describe()}. " +
             $"The weight-tied Transformer is the same layer applied L = {s.UnrolledLayers} times from z = 0, trained by plain backprop (not in the paper's table).",
             "The paper gives no copy-memory hyperparameters (width, optimiser, epochs); d_model 32 with 2 heads (about the paper's 14K parameters) is our choice. " +
             "LSTM and GRU: one layer, hidden width chosen so the parameter count does not exceed the DEQ's. The TCN row is the paper's only (not run).",

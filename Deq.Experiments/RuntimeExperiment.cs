@@ -22,20 +22,20 @@ public sealed record RuntimeSettings(
     DeqTransformerConfig Transformer, DeqTrellisNetConfig TrellisNet, int BatchSize, int Warmup, int Repeats, int MatchCap,
     int TransformerPaperDepth = 18, int TrellisNetPaperDepth = 70, long Seed = 1111)
 {
-    static EquilibriumSchedule Broyden(int forward, int backward) => new(ForwardIterations: forward, BackwardIterations: backward, ForwardTolerance: 1e-4, BackwardTolerance: 1e-5);
+    static EquilibriumSchedule Lean(int forward, int backward) => EquilibriumSchedule.Lean(forwardIterations: forward, backwardIterations: backward, forwardTol: 1e-4, backwardTol: 1e-5);
 
     /// <summary>The preset for a scale.</summary>
     public static RuntimeSettings For(ExperimentScale scale) => scale switch
     {
-        ExperimentScale.Smoke => new(DeqTransformerConfig.Tiny with { SeqLen = 8, Schedule = Broyden(6, 6) },
-            DeqTrellisNetConfig.Tiny with { SeqLen = 8, Schedule = Broyden(6, 6) }, BatchSize: 2, Warmup: 1, Repeats: 1, MatchCap: 20),
-        ExperimentScale.Small => new(DeqTransformerConfig.Tiny with { NToken = 1000, DModel = 32, DHead = 16, DInner = 64, SeqLen = 32, InitStd = 0.18, Schedule = Broyden(30, 40) },
-            DeqTrellisNetConfig.Tiny with { NToken = 1000, NInp = 32, NHid = 32, NOut = 32, SeqLen = 32, Schedule = Broyden(30, 40) }, BatchSize: 8, Warmup: 2, Repeats: 5, MatchCap: 100),
-        ExperimentScale.Large => new(DeqTransformerConfig.CpuSmall with { Dropout = 0, Schedule = Broyden(30, 40) },
-            DeqTrellisNetConfig.Tiny with { NToken = 10000, NInp = 128, NHid = 256, NOut = 128, SeqLen = 64, Schedule = Broyden(45, 45) }, BatchSize: 16, Warmup: 3, Repeats: 10, MatchCap: 150),
+        ExperimentScale.Smoke => new(DeqTransformerConfig.Tiny with { SeqLen = 8, Schedule = Lean(6, 6) },
+            DeqTrellisNetConfig.Tiny with { SeqLen = 8, Schedule = Lean(6, 6) }, BatchSize: 2, Warmup: 1, Repeats: 1, MatchCap: 20),
+        ExperimentScale.Small => new(DeqTransformerConfig.Tiny with { NToken = 1000, DModel = 32, DHead = 16, DInner = 64, SeqLen = 32, InitStd = 0.18, Schedule = Lean(30, 40) },
+            DeqTrellisNetConfig.Tiny with { NToken = 1000, NInp = 32, NHid = 32, NOut = 32, SeqLen = 32, Schedule = Lean(30, 40) }, BatchSize: 8, Warmup: 2, Repeats: 5, MatchCap: 100),
+        ExperimentScale.Large => new(DeqTransformerConfig.CpuSmall with { Dropout = 0, Schedule = Lean(30, 40) },
+            DeqTrellisNetConfig.Tiny with { NToken = 10000, NInp = 128, NHid = 256, NOut = 128, SeqLen = 64, Schedule = Lean(45, 45) }, BatchSize: 16, Warmup: 3, Repeats: 10, MatchCap: 150),
         // The paper's WT103 models, benchmarked as its memory column is: sequences of 150, batch 15.
-        _ => new(DeqTransformerConfig.Wt103Medium with { SeqLen = 150, Dropout = 0, Schedule = Broyden(30, 40) },
-            DeqTrellisNetConfig.Wt103 with { SeqLen = 150, Dropout = 0, DropoutI = 0, DropoutH = 0, Schedule = Broyden(45, 45) }, BatchSize: 15, Warmup: 3, Repeats: 20, MatchCap: 200),
+        _ => new(DeqTransformerConfig.Wt103Medium with { SeqLen = 150, Dropout = 0, Schedule = Lean(30, 40) },
+            DeqTrellisNetConfig.Wt103 with { SeqLen = 150, Dropout = 0, DropoutI = 0, DropoutH = 0, Schedule = Lean(45, 45) }, BatchSize: 15, Warmup: 3, Repeats: 20, MatchCap: 200),
     };
 }
 
@@ -133,15 +133,15 @@ public static class RuntimeExperiment
 
     static IEnumerable<RuntimeRow> Measure(Family f, Tensor x, Tensor y, RuntimeSettings s, Device device)
     {
-        var deq = f.Schedule.OptionsAt(-1);
-        var (matched, rule) = MatchedDepth(f, x, deq, s.MatchCap);
         int fwd = 0, bwd = 0;
-        double deqTrain = MedianMs(s, device, () => { var eq = TrainStep(f, x, y, deq); (fwd, bwd) = (eq.Forward.Steps, eq.Backward?.Steps ?? 0); });
+        var deq = f.Schedule.OptionsAt(-1) with { OnBackward = r => bwd = r.Result.Steps };
+        var (matched, rule) = MatchedDepth(f, x, deq, s.MatchCap);
+        double deqTrain = MedianMs(s, device, () => fwd = TrainStep(f, x, y, deq).Forward.Steps);
         double deqInfer = MedianMs(s, device, () => Infer(f, x, y, deq));
-        Progress.Report($"table 4: DEQ-{f.Name}: train {deqTrain:F1} ms, inference {deqInfer:F1} ms, Broyden {fwd} / {bwd} steps");
+        Progress.Report($"table 4: DEQ-{f.Name}: train {deqTrain:F1} ms, inference {deqInfer:F1} ms, solver {fwd} / {bwd} steps");
         foreach (var (depth, why) in new[] { (matched, rule), (f.PaperDepth, "the paper's depth") }.DistinctBy(d => d.Item1))
         {
-            var unrolled = new EquilibriumOptions(Gradient: GradientMode.Unrolled(depth));
+            var unrolled = new EquilibriumOptions(Adjoint: Adjoint.Unrolled(depth));
             double train = MedianMs(s, device, () => TrainStep(f, x, y, unrolled));
             double infer = MedianMs(s, device, () => Infer(f, x, y, unrolled));
             Progress.Report($"table 4: weight-tied {f.Name} L = {depth}: train {train:F1} ms, inference {infer:F1} ms");
@@ -149,7 +149,7 @@ public static class RuntimeExperiment
         }
     }
 
-    // L = plain iterations of the same f, from the same z0, needed to reach the relative residual Broyden reaches.
+    // L = plain iterations of the same f, from the same z0, needed to reach the relative residual the DEQ's solver reaches.
     static (int Depth, string Rule) MatchedDepth(Family f, Tensor x, EquilibriumOptions deq, int cap)
     {
         using var _ = torch.no_grad();
@@ -159,8 +159,8 @@ public static class RuntimeExperiment
         var target = deq.ForwardSolver(fn, z0).RelLowest;
         var plain = ForwardIteration.Create(new SolverOptions(MaxIter: cap, Tol: target, DivergenceFactor: 1e12))(fn, z0);
         return plain.Converged
-            ? (plain.Evaluations, $"matched: plain iteration reaches Broyden's residual {target:G2}")
-            : (cap, $"cap: plain iteration stays at {plain.RelLowest:G2} > Broyden's {target:G2} after {cap}");
+            ? (plain.Evaluations, $"matched: plain iteration reaches the solver's residual {target:G2}")
+            : (cap, $"cap: plain iteration stays at {plain.RelLowest:G2} > the solver's {target:G2} after {cap}");
     }
 
     static EquilibriumResult TrainStep(Family f, Tensor x, Tensor y, EquilibriumOptions o)
@@ -169,8 +169,7 @@ public static class RuntimeExperiment
         f.Module.train();
         f.Module.zero_grad();
         var (loss, eq) = f.Step(x, y, o);
-        loss.backward();
-        eq.ThrowIfBackwardFaulted();
+        Equilibrium.Backward(loss);
         return eq;
     }
 
@@ -216,10 +215,10 @@ public static class RuntimeExperiment
         var notes = new List<string>
         {
             "Ratio = DEQ time / weight-tied unrolled time (> 1: DEQ slower). Training: forward, loss, backward (the DEQ's adjoint solve included), no optimiser step. Inference: one forward without gradients.",
-            "Baseline depth: \"matched\" is the number of plain iterations of the same f (a weight-tied stack of L layers) needed to reach the relative residual the DEQ's Broyden solve reaches on the timed batch (capped; a capped L means plain iteration never got there); the second row uses the paper's depth (18 Transformer / 70 TrellisNet layers) at our width.",
+            "Baseline depth: \"matched\" is the number of plain iterations of the same f (a weight-tied stack of L layers) needed to reach the relative residual the DEQ's forward solve reaches on the timed batch (capped; a capped L means plain iteration never got there); the second row uses the paper's depth (18 Transformer / 70 TrellisNet layers) at our width.",
             $"Paper: WikiText-103, its full-size models (sequences of 150), trained. Ours: random tokens, untrained models at initialisation (the Broyden step counts shown drive the ratio; trained models need more steps, see Figure 2), " +
             $"Transformer d_model {s.Transformer.DModel}, TrellisNet h {s.TrellisNet.HSize}, batch {s.BatchSize}, sequences of {s.Transformer.SeqLen} / {s.TrellisNet.SeqLen}, no memory.",
-            $"DEQ solver: Broyden, at most {s.Transformer.EffectiveSchedule.ForwardIterations} / {s.Transformer.EffectiveSchedule.BackwardIterations} (Transformer) and {s.TrellisNet.EffectiveSchedule.ForwardIterations} / {s.TrellisNet.EffectiveSchedule.BackwardIterations} (TrellisNet) forward / backward steps, relative tolerance {s.Transformer.EffectiveSchedule.ForwardTolerance:G2} / {s.Transformer.EffectiveSchedule.BackwardTolerance:G2}; the same forward tolerance at inference (the paper relaxes it there).",
+            $"DEQ solvers: {s.Transformer.EffectiveSchedule.Describe()} (Transformer); {s.TrellisNet.EffectiveSchedule.Describe()} (TrellisNet); the same forward tolerance at inference (the paper relaxes it there).",
             $"Timing: {s.Warmup} warm-up runs, then the median of {s.Repeats}; on a shared 2-core CPU expect noise of tens of percent.",
         };
         return new ResultTable("Table 4: runtime ratios, DEQ / weight-tied unrolled baseline",

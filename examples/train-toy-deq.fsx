@@ -21,10 +21,13 @@ using (torch.no_grad()) (fun _ -> recur.weight.mul_(torch.tensor 0.3f) |> ignore
 
 let parameters = [ inject; recur; readout ] |> Seq.collect (fun m -> m.parameters()) |> Array.ofSeq
 let optimizer = torch.optim.Adam(parameters, lr = 0.01)
+// The adjoint's statistics arrive once backward has run.
+let backward = ref None
 let options =
     EquilibriumOptions(
         Forward = Broyden.Create(SolverOptions(MaxIter = 30, Tol = 1e-5)),
-        Backward = Broyden.Create(SolverOptions(MaxIter = 30, Tol = 1e-6)))
+        Adjoint = Adjoint.Implicit(Broyden.Create(SolverOptions(MaxIter = 30, Tol = 1e-6))),
+        OnBackward = (fun report -> backward.Value <- Some report.Result))
 
 for step in 1 .. 200 do
     use scope = torch.NewDisposeScope()
@@ -33,10 +36,9 @@ for step in 1 .. 200 do
     let f = Func<torch.Tensor, torch.Tensor>(fun z -> torch.tanh(recur.forward z + injection))
     let eq = Equilibrium.Solve(f, torch.zeros(128L, int64 width), options)
     let loss = torch.nn.functional.mse_loss(readout.forward eq.Z, y)
-    loss.backward()
+    Equilibrium.Backward loss
     optimizer.step() |> ignore
     if step % 25 = 0 || step = 1 then
-        let b = eq.Backward
+        let steps, rel = match backward.Value with Some b -> b.Steps, b.RelLowest | None -> 0, nan
         printfn "step %3d  loss %.5f  forward %2d steps (rel %.1e)  backward %2d steps (rel %.1e)"
-            step (loss.item<float32>()) eq.Forward.Steps eq.Forward.RelLowest
-            (if isNull b then 0 else b.Steps) (if isNull b then nan else b.RelLowest)
+            step (loss.item<float32>()) eq.Forward.Steps eq.Forward.RelLowest steps rel

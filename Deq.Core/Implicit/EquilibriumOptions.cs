@@ -2,22 +2,35 @@ using Deq.Solvers;
 
 namespace Deq.Implicit;
 
-/// <summary>How an equilibrium is found and differentiated. Null members take the defaults below.</summary>
-/// <param name="Forward">Solver for z* = f(z*). Default: Broyden, 30 steps, relative tolerance 1e-4.</param>
-/// <param name="Backward">Solver for the adjoint g = J^T g + dL/dz*. Default: Broyden, 40 steps, relative tolerance 1e-5.</param>
-/// <param name="Gradient">Gradient mode. Default: <see cref="GradientMode.Implicit"/>.</param>
-public sealed record EquilibriumOptions(Solver? Forward = null, Solver? Backward = null, GradientMode? Gradient = null)
+/// <summary>How an equilibrium is found and differentiated. Null members take the memory-lean defaults below.</summary>
+/// <param name="Forward">Solver for z* = f(z*). Default: <see cref="LeanForward"/> (Anderson, m = 5, 30 steps, relative tolerance 1e-4).</param>
+/// <param name="Adjoint">How gradients flow. Default: <see cref="Adjoint.Implicit(LinearSolver?)"/> with <see cref="LeanAdjointSolve"/>.</param>
+/// <param name="OnBackward">Receives the adjoint solve's statistics once backward has run (implicit adjoints only).</param>
+public sealed record EquilibriumOptions(Solver? Forward = null, Adjoint? Adjoint = null, Action<BackwardReport>? OnBackward = null)
 {
     /// <summary>The defaults.</summary>
     public static EquilibriumOptions Default { get; } = new();
 
-    static readonly Solver DefaultForward = Broyden.Create(new SolverOptions(MaxIter: 30, Tol: 1e-4));
-    static readonly Solver DefaultBackward = Broyden.Create(new SolverOptions(MaxIter: 40, Tol: 1e-5));
+    /// <summary>
+    /// The training default forward solver: Anderson acceleration with a short history. Its state is 2 m copies
+    /// of z (m = 5), held only while no graph exists; Broyden's default rank 30 holds 60.
+    /// </summary>
+    public static Solver LeanForward(int maxIter = 30, double tol = 1e-4) =>
+        Anderson.Create(new SolverOptions(MaxIter: maxIter, Tol: tol), new AndersonOptions(Memory: 5));
+
+    /// <summary>
+    /// The training default adjoint solve: Anderson with a history of 3 on the fixed point g = J^T g + dL/dz*,
+    /// so that backward holds one graph of f plus a few copies of z.
+    /// </summary>
+    public static LinearSolver LeanAdjointSolve(int maxIter = 40, double tol = 1e-5) =>
+        LinearSolve.FixedPoint(Anderson.Create(new SolverOptions(MaxIter: maxIter, Tol: tol), new AndersonOptions(Memory: 3)));
+
+    static readonly Solver DefaultForward = LeanForward();
+    static readonly Adjoint DefaultAdjoint = Implicit.Adjoint.Implicit();
 
     /// <summary>The forward solver used: <see cref="Forward"/> or the default.</summary>
     public Solver ForwardSolver => Forward ?? DefaultForward;
-    /// <summary>The adjoint solver used: <see cref="Backward"/> or the default.</summary>
-    public Solver BackwardSolver => Backward ?? DefaultBackward;
-    /// <summary>The gradient mode used: <see cref="Gradient"/> or implicit.</summary>
-    public GradientMode Mode => Gradient ?? GradientMode.Implicit;
+
+    /// <summary>The adjoint used: <see cref="Adjoint"/> or the default.</summary>
+    public Adjoint AdjointUsed => Adjoint ?? DefaultAdjoint;
 }

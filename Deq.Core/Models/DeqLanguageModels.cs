@@ -27,8 +27,13 @@ public static class DeqLanguageModels
     static int ScheduleStep(nn.Module m, StepContext? context) =>
         context is { } c && m.training && torch.is_grad_enabled() ? (int)Math.Min(c.Step, int.MaxValue) : -1;
 
-    static Func<SolverStats> Stats(EquilibriumResult eq) => () => new SolverStats(
-        eq.Forward.Steps, eq.Forward.RelLowest, eq.Backward?.Steps, eq.Backward?.RelLowest);
+    /// <summary>The schedule's options at the step, with the adjoint's report captured for the trainer's log.</summary>
+    static (EquilibriumOptions Options, Func<EquilibriumResult, Func<SolverStats>> Stats) Observe(EquilibriumSchedule schedule, int step)
+    {
+        BackwardReport? report = null;
+        var options = schedule.OptionsAt(step) with { OnBackward = r => report = r };
+        return (options, eq => () => new SolverStats(eq.Forward.Steps, eq.Forward.RelLowest, report?.Result.Steps, report?.Result.RelLowest));
+    }
 
     static Dictionary<string, string> Fingerprint(string name, LanguageModelSpec spec, object config) => new()
     {
@@ -49,10 +54,11 @@ public static class DeqLanguageModels
         {
             TransformerMemory? memory = packed is null ? null
                 : new TransformerMemory(packed.narrow(2, 0, c.DModel), packed.narrow(2, c.DModel, packed.shape[2] - c.DModel));
-            var output = m.Forward(input.t(), memory, ScheduleStep(m, context));
+            var (options, stats) = Observe(c.EffectiveSchedule, ScheduleStep(m, context));
+            var output = m.Forward(input.t(), memory, options);
             var logits = m.LogProbs(output.Hidden).transpose(0, 1);
             var next = output.Memory.Length == 0 ? null : torch.cat([output.Memory.Z, output.Memory.Injection], 2);
-            return new LanguageModelOutput(logits, next, Stats(output.Equilibrium));
+            return new LanguageModelOutput(logits, next, stats(output.Equilibrium));
         }
         return new LanguageModel(m, Forward, Fingerprint(name, spec, c));
     }
@@ -70,10 +76,11 @@ public static class DeqLanguageModels
             long b = input.shape[1];
             TrellisMemory? memory = packed is null ? null
                 : new TrellisMemory(packed.narrow(1, 0, zWidth).reshape(b, kz, 2 * c.HSize), packed.narrow(1, zWidth, kx * c.NInp).reshape(b, kx, c.NInp));
-            var output = m.Forward(input.t(), memory, ScheduleStep(m, context));
+            var (options, stats) = Observe(c.EffectiveSchedule, ScheduleStep(m, context));
+            var output = m.Forward(input.t(), memory, options);
             var logits = m.LogProbs(output.Hidden).transpose(0, 1);
             var next = torch.cat([output.Memory.Z.reshape(b, -1), output.Memory.X.reshape(b, -1)], 1);
-            return new LanguageModelOutput(logits, next, Stats(output.Equilibrium));
+            return new LanguageModelOutput(logits, next, stats(output.Equilibrium));
         }
         return new LanguageModel(m, Forward, Fingerprint(name, spec, c));
     }

@@ -60,7 +60,7 @@ public sealed record DeqTransformerConfig(
     /// it leaves f close to LN(LN(z)), whose Jacobian has eigenvalues of about 1 on normalised states: solvers then
     /// stall near a relative residual of 1e-2. Scaling InitStd by 1/sqrt(d) restores a contractive f.
     /// </summary>
-    public static DeqTransformerConfig Tiny { get; } = new(InitStd: 0.25, Schedule: new EquilibriumSchedule(UnrolledLayers: 4, ForwardIterations: 20, BackwardIterations: 20));
+    public static DeqTransformerConfig Tiny { get; } = new(InitStd: 0.25, Schedule: EquilibriumSchedule.Lean(unrolledLayers: 4, forwardIterations: 20, backwardIterations: 20));
 
     /// <summary>
     /// A small CPU preset (d_model 64, 4 heads, d_inner 256, segments of 32 with 32 memory) for quick experiments on PTB-sized data
@@ -75,7 +75,7 @@ public sealed record DeqTransformerConfig(
     /// </summary>
     public static DeqTransformerConfig Wt103Small { get; } = new(
         NToken: 267735, DModel: 410, NHead: 10, DHead: 41, DInner: 32800, SeqLen: 150, MemLen: 150, Dropout: 0.1,
-        Schedule: new EquilibriumSchedule(PretrainSteps: 16000, UnrolledLayers: 2, ForwardIterations: 30, BackwardIterations: 40));
+        Schedule: EquilibriumSchedule.Lean(pretrainSteps: 16000, unrolledLayers: 2, forwardIterations: 30, backwardIterations: 40));
 
     /// <summary>
     /// The paper's WikiText-103 "medium" DEQ-Transformer with adaptive embedding (110M parameters), from the reference's
@@ -85,7 +85,7 @@ public sealed record DeqTransformerConfig(
     public static DeqTransformerConfig Wt103Medium { get; } = new(
         NToken: 267735, DModel: 700, NHead: 10, DHead: 70, DInner: 46000, DEmbed: 700, SeqLen: 150, MemLen: 150,
         Dropout: 0.05, DropAtt: 0.0, Cutoffs: [20000, 40000, 200000], DivVal: 4,
-        Schedule: new EquilibriumSchedule(PretrainSteps: 16000, UnrolledLayers: 2, ForwardIterations: 30, BackwardIterations: 40));
+        Schedule: EquilibriumSchedule.Lean(pretrainSteps: 16000, unrolledLayers: 2, forwardIterations: 30, backwardIterations: 40));
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first inconsistent setting.</summary>
     public DeqTransformerConfig Validate()

@@ -51,7 +51,7 @@ public sealed record DeqTrellisNetConfig(
     public EquilibriumSchedule EffectiveSchedule => Schedule ?? new EquilibriumSchedule();
 
     /// <summary>A CPU-sized model (h 32 channels, vocabulary 100): a training step well under a second on 2 cores.</summary>
-    public static DeqTrellisNetConfig Tiny { get; } = new(Schedule: new EquilibriumSchedule(UnrolledLayers: 8, ForwardIterations: 30, BackwardIterations: 30));
+    public static DeqTrellisNetConfig Tiny { get; } = new(Schedule: EquilibriumSchedule.Lean(unrolledLayers: 8, forwardIterations: 30, backwardIterations: 30));
 
     /// <summary>
     /// The paper's Penn Treebank DEQ-TrellisNet (24M parameters), from the reference's PTB script: d_embed 400,
@@ -61,7 +61,7 @@ public sealed record DeqTrellisNetConfig(
     public static DeqTrellisNetConfig Ptb { get; } = new(
         NToken: 10000, NInp: 400, NHid: 1000, NOut: 400, KernelSize: 2, SeqLen: 110,
         Dropout: 0.45, DropoutI: 0.45, DropoutH: 0.28, EmbDropout: 0.1, WeightDrop: 0.5,
-        Schedule: new EquilibriumSchedule(PretrainSteps: 30000, UnrolledLayers: 40, ForwardIterations: 45, BackwardIterations: 45));
+        Schedule: EquilibriumSchedule.Lean(pretrainSteps: 30000, unrolledLayers: 40, forwardIterations: 45, backwardIterations: 45));
 
     /// <summary>
     /// The paper's WikiText-103 DEQ-TrellisNet (180M parameters, full tied softmax), from the reference's WT103 script:
@@ -70,7 +70,7 @@ public sealed record DeqTrellisNetConfig(
     public static DeqTrellisNetConfig Wt103 { get; } = new(
         NToken: 267735, NInp: 500, NHid: 1500, NOut: 500, KernelSize: 2, SeqLen: 100,
         Dropout: 0.1, DropoutI: 0.1, DropoutH: 0.1,
-        Schedule: new EquilibriumSchedule(PretrainSteps: 30000, UnrolledLayers: 40, ForwardIterations: 45, BackwardIterations: 45));
+        Schedule: EquilibriumSchedule.Lean(pretrainSteps: 30000, unrolledLayers: 40, forwardIterations: 45, backwardIterations: 45));
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first inconsistent setting.</summary>
     public DeqTrellisNetConfig Validate()

@@ -14,7 +14,11 @@ public static class TorchRuntime
 
 #pragma warning disable CA2255 // a library initializer is the point: it must run before TorchSharp loads
     [ModuleInitializer]
-    internal static void OnLoad() => EnsureLoadable();
+    internal static void OnLoad()
+    {
+        EnsureLoadable();
+        FreedMemory.Apply();
+    }
 #pragma warning restore CA2255
 
     /// <summary>

@@ -32,7 +32,7 @@ public static class Anderson
     {
         var o = (options ?? SolverOptions.Default).Validate();
         var a = (anderson ?? AndersonOptions.Default).Validate();
-        return (f, z0) => SolveSession.Run("anderson", f, z0, o, (s, start) =>
+        Solver solver = (f, z0) => SolveSession.Run("anderson", f, z0, o, (s, start) =>
         {
             long b = s.Batch, n = start.numel() / b;
             int m = a.Memory;
@@ -65,6 +65,7 @@ public static class Anderson
                 SolveSession.Release(z, start);
             }
         });
+        return SolverDescriptions.Register(solver, $"anderson(m={a.Memory}, {SolverDescriptions.Limits(o)})");
     }
 
     // Solve [0 1^T; 1 GG^T + lambda I] [c; alpha] = [1; 0] per batch element, G = F - X.

@@ -33,7 +33,7 @@ public static class Broyden
         var o = (options ?? SolverOptions.Default).Validate();
         var bo = (broyden ?? BroydenOptions.Default).Validate();
         var name = bo.LineSearch ? "broyden(line-search)" : "broyden";
-        return (f, z0) => SolveSession.Run(name, f, z0, o, (s, start) =>
+        Solver solver = (f, z0) => SolveSession.Run(name, f, z0, o, (s, start) =>
         {
             long b = s.Batch, n = start.numel() / b;
             int mem = bo.Memory;
@@ -83,6 +83,7 @@ public static class Broyden
                 gx.Dispose();
             }
         });
+        return SolverDescriptions.Register(solver, $"{name}(m={bo.Memory}, {SolverDescriptions.Limits(o)})");
     }
 
     // Tries z + step * update, halving the step while the residual grows (line search on).

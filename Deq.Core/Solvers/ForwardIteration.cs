@@ -13,7 +13,7 @@ public static class ForwardIteration
         if (!(damping > 0 && damping <= 1))
             throw new ArgumentOutOfRangeException(nameof(damping), damping, "ForwardIteration damping must lie in (0, 1].");
         var name = damping == 1.0 ? "forward" : $"forward(damping={damping})";
-        return (f, z0) => SolveSession.Run(name, f, z0, o, (s, start) =>
+        Solver solver = (f, z0) => SolveSession.Run(name, f, z0, o, (s, start) =>
         {
             var z = start;
             try
@@ -31,5 +31,6 @@ public static class ForwardIteration
                 SolveSession.Release(z, start);
             }
         });
+        return SolverDescriptions.Register(solver, $"{name}({SolverDescriptions.Limits(o)})");
     }
 }

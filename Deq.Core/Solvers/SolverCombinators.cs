@@ -16,7 +16,7 @@ public static class SolverCombinators
     /// Runs <paramref name="first"/>; if it does not converge, runs <paramref name="fallback"/> from
     /// the first's best iterate. Steps, evaluations and traces add up across both.
     /// </summary>
-    public static Solver OrElse(this Solver first, Solver fallback) => (f, z0) =>
+    public static Solver OrElse(this Solver first, Solver fallback) => SolverDescriptions.Register<Solver>((f, z0) =>
     {
         var a = first(f, z0);
         if (a.Converged || a.Status == SolverStatus.BudgetExhausted) return a;
@@ -31,7 +31,7 @@ public static class SolverCombinators
             Reason = $"{a.Solver}: {a.Reason}; then {b.Solver}: {b.Reason}",
             Solver = $"{a.Solver}>{b.Solver}",
         };
-    };
+    }, $"{first.Describe()} or else {fallback.Describe()}");
 
     /// <summary>
     /// Solves the damped map z + beta (f(z) - z), which has the same fixed points as f but contracts
@@ -41,15 +41,15 @@ public static class SolverCombinators
     {
         if (!(beta > 0 && beta <= 1))
             throw new ArgumentOutOfRangeException(nameof(beta), beta, "Damped: beta must lie in (0, 1].");
-        return (f, z0) =>
+        return SolverDescriptions.Register<Solver>((f, z0) =>
         {
             var r = inner(z => z.lerp(f(z), beta), z0);
             return r with { Solver = $"damped({beta})·{r.Solver}" };
-        };
+        }, $"damped({beta}, {inner.Describe()})");
     }
 
     /// <summary>Calls <paramref name="observer"/> after every evaluation of f with the per-element residuals there.</summary>
-    public static Solver Observed(this Solver inner, Action<SolverStep> observer) => (f, z0) =>
+    public static Solver Observed(this Solver inner, Action<SolverStep> observer) => SolverDescriptions.Register<Solver>((f, z0) =>
     {
         int count = 0;
         return inner(z =>
@@ -60,7 +60,7 @@ public static class SolverCombinators
             observer(new SolverStep(++count, abs, rel));
             return fz;
         }, z0);
-    };
+    }, inner.Describe());
 
     /// <summary>
     /// Caps the f evaluations of <paramref name="inner"/> (all of its parts, fallbacks included) at
@@ -71,7 +71,7 @@ public static class SolverCombinators
     {
         if (maxEvaluations < 1)
             throw new ArgumentOutOfRangeException(nameof(maxEvaluations), maxEvaluations, "WithBudget: maxEvaluations must be at least 1.");
-        return (f, z0) =>
+        return SolverDescriptions.Register<Solver>((f, z0) =>
         {
             var previous = EvaluationBudget.Current;
             EvaluationBudget.Current = new EvaluationBudget(maxEvaluations, previous);
@@ -83,7 +83,7 @@ public static class SolverCombinators
             {
                 EvaluationBudget.Current = previous;
             }
-        };
+        }, $"{inner.Describe()} within {maxEvaluations} f evals");
     }
 }
 

@@ -24,8 +24,8 @@ namespace Deq.Training;
 /// <param name="Resume">Continue from <paramref name="CheckpointPath"/> when it exists; when it does not, the run starts afresh (<see cref="Trainer.CheckCheckpoint"/> says which).</param>
 /// <param name="Overwrite">A fresh run (no <paramref name="Resume"/>) may replace an existing checkpoint; without it, that is refused.</param>
 /// <param name="SkipNonFiniteSteps">
-/// Skip up to this many consecutive steps whose loss or gradient is not finite (or whose adjoint solve
-/// faulted): their update is dropped and a <see cref="Phase.Skipped"/> record is logged. 0 (the default)
+/// Skip up to this many consecutive steps whose loss or gradient is not finite, or whose adjoint solve faulted
+/// (<see cref="Implicit.ImplicitBackwardException"/>): their update is dropped and a <see cref="Phase.Skipped"/> record is logged. 0 (the default)
 /// stops at the first such step. Not in the fingerprint: it changes nothing until it triggers.
 /// </param>
 /// <param name="MaxLoss">

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using Deq.Implicit;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -38,8 +39,8 @@ public sealed record CheckpointInfo(long Step, long TotalSteps, IReadOnlyDiction
 /// Adam with linear warmup and cosine decay, gradient-norm clipping, periodic evaluation, logging and
 /// checkpoints that resume bit-for-bit: model, Adam moments, torch's RNG, the data-order RNG and the
 /// task's carried state all go into the checkpoint, and the learning rate is a pure function of the step.
-/// A non-finite (or diverged) loss or gradient stops the run at that step, naming it, before the update
-/// reaches the parameters; the last checkpoint written stays as it was.
+/// A non-finite (or diverged) loss or gradient, or a faulted adjoint solve, stops the run at that step, naming
+/// it, before the update reaches the parameters; the last checkpoint written stays as it was.
 /// </summary>
 public static class Trainer
 {
@@ -127,9 +128,9 @@ public static class Trainer
                 fault = !double.IsFinite(loss) ? $"the loss is {loss}"
                     : loss > options.MaxLoss ? $"the loss is {loss:G4}, above TrainOptions.MaxLoss {options.MaxLoss:G4} (the run diverged)"
                     : null;
+                fault ??= Backward(output.Loss, step);
                 if (fault is null)
                 {
-                    Backward(output.Loss, step);
                     gradNorm = ClipGradients(parameters, options.ClipNorm);
                     if (!double.IsFinite(gradNorm)) fault = $"the gradient norm is {gradNorm}";
                 }
@@ -187,10 +188,19 @@ public static class Trainer
         catch (InvalidOperationException e) { throw new InvalidOperationException($"evaluation after step {step}: {e.Message}", e); }
     }
 
-    /// <summary>Backpropagates the step's loss; a failure inside backward is reported with the step.</summary>
-    static void Backward(Tensor loss, long step)
+    /// <summary>
+    /// Backpropagates the step's loss with <see cref="Equilibrium.Backward"/>, so a faulted adjoint solve surfaces
+    /// here, at its step, instead of leaving a zero gradient: it is returned as the step's fault (stopping the run,
+    /// or skipped under <see cref="TrainOptions.SkipNonFiniteSteps"/>). Any other failure stops the run, naming the step.
+    /// </summary>
+    static string? Backward(Tensor loss, long step)
     {
-        try { loss.backward(); }
+        try
+        {
+            Equilibrium.Backward(loss);
+            return null;
+        }
+        catch (ImplicitBackwardException e) { return e.Message; }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             throw new InvalidOperationException($"step {step + 1}: backward failed: {e.Message}", e);

@@ -45,14 +45,13 @@ public sealed record RuntimeComparison(int DeqForwardSteps, double DeqResidual, 
             var plain = ForwardIteration.Create(new SolverOptions(MaxIter: maxDepth, Tol: residual))(bound.F, bound.Z0);
             (depth, reached) = (plain.Steps, plain.Converged);
         }
-        var deqOptions = new EquilibriumOptions(forward, backward, GradientMode.Implicit);
-        var unrolledOptions = new EquilibriumOptions(Gradient: GradientMode.Unrolled(depth));
+        var deqOptions = new EquilibriumOptions(forward, Adjoint.Implicit(backward));
+        var unrolledOptions = new EquilibriumOptions(Adjoint: Adjoint.Unrolled(depth));
         double Train(EquilibriumOptions o) => Median(repeats, () =>
         {
             var bound = core.Bind();
             var eq = Equilibrium.Solve(bound.F, bound.Z0, o);
-            eq.Z.square().mean().backward();
-            eq.ThrowIfBackwardFaulted();
+            Equilibrium.Backward(eq.Z.square().mean());
         });
         double Infer(EquilibriumOptions o) => Median(repeats, () =>
         {

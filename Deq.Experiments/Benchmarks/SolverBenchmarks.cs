@@ -57,7 +57,7 @@ public static class SolverBenchmarks
         torch.manual_seed(seed);
         int nOut = Math.Max(2, width * 2 / 7);
         var config = new DeqTrellisNetConfig(NToken: 50, NInp: nOut, NHid: width - nOut, NOut: nOut, SeqLen: seqLen,
-            Schedule: new EquilibriumSchedule(ForwardIterations: 30, BackwardIterations: 30, ForwardTolerance: 1e-3, BackwardTolerance: 1e-4));
+            Schedule: EquilibriumSchedule.Lean(forwardIterations: 30, backwardIterations: 30, forwardTol: 1e-3, backwardTol: 1e-4));
         var model = new DeqTrellisNetLM(config);
         var optimizer = torch.optim.Adam(model.parameters(), lr: 3e-3);
         var g = new Generator((ulong)seed, torch.CPU);

@@ -17,14 +17,11 @@ namespace Deq.Experiments.Benchmarks;
 /// </summary>
 public static class TrainingMemory
 {
-    /// <summary>Environment variable for the child: glibc returns blocks of 64 KiB and up to the OS when freed.</summary>
-    public const string MmapThresholdVariable = "MALLOC_MMAP_THRESHOLD_";
-
     /// <summary>The CPU method, as the measurements state it.</summary>
     public const string CpuMethod =
         "CPU peak resident set size of a fresh single-threaded process: build the core and input, one warm-up step (1 iteration), GC, " +
         "reset the peak (write 5 to /proc/self/clear_refs), one measured step; result = VmHWM after - VmRSS before; " +
-        "child runs with MALLOC_MMAP_THRESHOLD_=65536 so freed tensors return to the OS";
+        "the child's allocator is what any user's process gets (no MALLOC_* variable set by the benchmark; Deq.Native.FreedMemory applies itself)";
 
     static readonly JsonSerializerOptions Json = new()
     {
@@ -52,7 +49,6 @@ public static class TrainingMemory
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
         foreach (var a in prefix.Concat(ProbeArguments(config))) psi.ArgumentList.Add(a);
-        psi.Environment[MmapThresholdVariable] = "65536";
         using var child = Process.Start(psi) ?? throw new InvalidOperationException($"memory probe: could not start {file}");
         var stderr = child.StandardError.ReadToEndAsync();
         var stdout = child.StandardOutput.ReadToEndAsync();
@@ -79,6 +75,7 @@ public static class TrainingMemory
         "--iterations", Str(c.Iterations), "--backward-iterations", Str(c.BackwardIterations),
         "--width", Str(c.Width), "--seq", Str(c.SeqLen), "--batch", Str(c.Batch),
         "--broyden-memory", Str(c.BroydenMemory), "--device", c.Device, "--seed", Str(c.Seed),
+        "--solvers", c.Solvers.ToString().ToLowerInvariant(),
     ];
 
     /// <summary>
@@ -113,31 +110,34 @@ public static class TrainingMemory
             throw new InvalidOperationException("memory probe: could not reset the peak via /proc/self/clear_refs (needs Linux 4.0+ and write access).");
         return new MemoryMeasurement(config, Math.Max(0, peak - baseline), baseline, peak, core.StateBytes, core.Parameters,
             clock.Elapsed.TotalSeconds, forward, backward, residual,
-            CpuMethod + (Environment.GetEnvironmentVariable(MmapThresholdVariable) is { Length: > 0 } t ? $" (set: {t})" : " (NOT set in this process)"));
+            $"{CpuMethod}; allocator: {Deq.Native.FreedMemory.Status}");
     }
 
-    /// <summary>The equilibrium options the probe uses for a DEQ step: Broyden both ways, every step taken.</summary>
+    /// <summary>The equilibrium options the probe uses for a DEQ step: the configured solver pair, every step taken.</summary>
     public static EquilibriumOptions DeqOptions(MemoryProbeConfig c)
     {
+        // Tolerance far below float32 precision: the solvers take all their steps, so N is what is measured.
+        const double unreachable = 1e-30;
+        if (c.Solvers == ProbeSolvers.Lean)
+            return new EquilibriumOptions(EquilibriumOptions.LeanForward(c.Iterations, unreachable),
+                Adjoint.Implicit(EquilibriumOptions.LeanAdjointSolve(c.EffectiveBackwardIterations, unreachable)));
         var broyden = new BroydenOptions(Memory: c.BroydenMemory);
-        // Tolerance far below float32 precision: the solver takes all its steps, so N is what is measured.
         return new EquilibriumOptions(
-            Forward: Broyden.Create(new SolverOptions(MaxIter: c.Iterations, Tol: 1e-30), broyden),
-            Backward: Broyden.Create(new SolverOptions(MaxIter: c.EffectiveBackwardIterations, Tol: 1e-30), broyden),
-            Gradient: GradientMode.Implicit);
+            Broyden.Create(new SolverOptions(MaxIter: c.Iterations, Tol: unreachable), broyden),
+            Adjoint.Implicit(Broyden.Create(new SolverOptions(MaxIter: c.EffectiveBackwardIterations, Tol: unreachable), broyden)));
     }
 
     // One training step: bind (injection), solve or unroll, a scalar loss on z*, backward.
     static (int Forward, int Backward, double Residual) Step(BenchCore core, MemoryProbeConfig c)
     {
         using var scope = torch.NewDisposeScope();
-        var options = c.Mode == ProbeMode.Deq ? DeqOptions(c) : new EquilibriumOptions(Gradient: GradientMode.Unrolled(c.Iterations));
+        BackwardReport? backward = null;
+        var options = (c.Mode == ProbeMode.Deq ? DeqOptions(c) : new EquilibriumOptions(Adjoint: Adjoint.Unrolled(c.Iterations)))
+            with { OnBackward = r => backward = r };
         var bound = core.Bind();
         var eq = Equilibrium.Solve(bound.F, bound.Z0, options);
-        var loss = eq.Z.square().mean();
-        loss.backward();
-        eq.ThrowIfBackwardFaulted();
-        return (eq.Forward.Steps, eq.Backward?.Steps ?? 0, eq.Forward.RelLowest);
+        Equilibrium.Backward(eq.Z.square().mean());
+        return (eq.Forward.Steps, backward?.Result.Steps ?? 0, eq.Forward.RelLowest);
     }
 
     static void Settle()

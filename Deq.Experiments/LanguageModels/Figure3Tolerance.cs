@@ -23,17 +23,17 @@ public sealed record Figure3Settings(DeqTransformerConfig Model, LmBudget Budget
     {
         ExperimentScale.Smoke => new(
             new DeqTransformerConfig(DModel: 16, NHead: 2, DHead: 8, DInner: 32, SeqLen: 12, MemLen: 12, InitStd: 0.25,
-                Schedule: new EquilibriumSchedule(PretrainSteps: 2, UnrolledLayers: 2, ForwardIterations: 6, BackwardIterations: 6)),
+                Schedule: EquilibriumSchedule.Lean(pretrainSteps: 2, unrolledLayers: 2, forwardIterations: 6, backwardIterations: 6)),
             new LmBudget(Steps: 4, Batch: 4, SeqLen: 12, WarmupSteps: 1, EvalBatch: 4, EvalSegments: 2),
             [1e-3, 0.1, 1.0], 10, [1, 3, 10], 1e-6),
         ExperimentScale.Small => new(
             new DeqTransformerConfig(DModel: 32, NHead: 4, DHead: 8, DInner: 64, SeqLen: 24, MemLen: 24, InitStd: 0.18,
-                Schedule: new EquilibriumSchedule(PretrainSteps: 50, UnrolledLayers: 2, ForwardIterations: 10, BackwardIterations: 10)),
+                Schedule: EquilibriumSchedule.Lean(pretrainSteps: 50, unrolledLayers: 2, forwardIterations: 10, backwardIterations: 10)),
             new LmBudget(Steps: 150, Batch: 12, SeqLen: 24, LearningRate: 4e-3, WarmupSteps: 10, EvalBatch: 10, EvalSegments: 8),
             [1e-4, 1e-3, 1e-2, 0.1, 0.3, 0.6, 1.0], 20, [1, 2, 3, 5, 8, 12, 20], 1e-6),
         ExperimentScale.Large => new(
             new DeqTransformerConfig(DModel: 128, NHead: 4, DHead: 32, DInner: 512, SeqLen: 75, MemLen: 75, Dropout: 0.1, InitStd: 0.09,
-                Schedule: new EquilibriumSchedule(PretrainSteps: 1000, UnrolledLayers: 2, ForwardIterations: 30, BackwardIterations: 40)),
+                Schedule: EquilibriumSchedule.Lean(pretrainSteps: 1000, unrolledLayers: 2, forwardIterations: 30, backwardIterations: 40)),
             new LmBudget(Steps: 5000, Batch: 16, SeqLen: 75, LearningRate: 5e-4, WarmupSteps: 300, EvalBatch: 10, EvalSegments: 50),
             [1e-5, 1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 0.6, 1.0], 50, [1, 2, 3, 5, 8, 12, 20, 30, 40, 50], 1e-7),
         ExperimentScale.Paper => new(
@@ -117,7 +117,7 @@ public static class Figure3Tolerance
     /// </summary>
     public static SolverSettingPoint Evaluate(DeqTransformerLM lm, Tensor batched, int seqLen, int segments, double tolerance, int limit)
     {
-        var options = new EquilibriumOptions(Forward: Broyden.Create(new SolverOptions(MaxIter: limit, Tol: tolerance)), Gradient: GradientMode.Implicit);
+        var options = new EquilibriumOptions(Forward: Broyden.Create(new SolverOptions(MaxIter: limit, Tol: tolerance)));
         bool wasTraining = lm.training;
         lm.eval();
         try

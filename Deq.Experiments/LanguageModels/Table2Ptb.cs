@@ -16,15 +16,15 @@ public sealed record Table2Settings(DeqTrellisNetConfig Model, EquilibriumSchedu
     public static Table2Settings For(ExperimentScale scale) => scale switch
     {
         ExperimentScale.Smoke => new(new DeqTrellisNetConfig(NInp: 16, NHid: 16, NOut: 16, SeqLen: 16, InitStd: 0.1),
-            new EquilibriumSchedule(PretrainSteps: 3, UnrolledLayers: 2, ForwardIterations: 8, BackwardIterations: 8),
+            EquilibriumSchedule.Lean(pretrainSteps: 3, unrolledLayers: 2, forwardIterations: 8, backwardIterations: 8),
             BaselineLayers: 4, new LmBudget(Steps: 6, Batch: 8, SeqLen: 16, WarmupSteps: 2, EvalBatch: 5, EvalSegments: 2),
             new MemorySetting(SeqLen: 30, Batch: 3, Width: 16)),
         ExperimentScale.Small => new(new DeqTrellisNetConfig(NInp: 32, NHid: 32, NOut: 32, SeqLen: 35, InitStd: 0.1),
-            new EquilibriumSchedule(PretrainSteps: 40, UnrolledLayers: 4, ForwardIterations: 10, BackwardIterations: 10),
+            EquilibriumSchedule.Lean(pretrainSteps: 40, unrolledLayers: 4, forwardIterations: 10, backwardIterations: 10),
             BaselineLayers: 8, new LmBudget(Steps: 120, Batch: 16, SeqLen: 35, LearningRate: 4e-3, WarmupSteps: 10, EvalBatch: 10, EvalSegments: 15),
             new MemorySetting(SeqLen: 150, Batch: 15, Width: 256)),
         ExperimentScale.Large => new(new DeqTrellisNetConfig(NInp: 200, NHid: 400, NOut: 200, SeqLen: 70, Dropout: 0.3, DropoutI: 0.3, DropoutH: 0.2, InitStd: 0.05),
-            new EquilibriumSchedule(PretrainSteps: 2000, UnrolledLayers: 8, ForwardIterations: 30, BackwardIterations: 30),
+            EquilibriumSchedule.Lean(pretrainSteps: 2000, unrolledLayers: 8, forwardIterations: 30, backwardIterations: 30),
             BaselineLayers: 24, new LmBudget(Steps: 8000, Batch: 20, SeqLen: 70, LearningRate: 1e-3, WarmupSteps: 200, EvalBatch: 10, EvalSegments: 0),
             new MemorySetting(SeqLen: 150, Batch: 15, Width: 600)),
         ExperimentScale.Paper => new(DeqTrellisNetConfig.Ptb, DeqTrellisNetConfig.Ptb.EffectiveSchedule,
@@ -83,7 +83,7 @@ public static class Table2Ptb
         var tiedConfig = s.Model with { Schedule = EquilibriumSchedule.WeightTied(s.BaselineLayers) };
         string Width(DeqTrellisNetConfig c) => $"d_embed {c.NInp}, h {c.HSize}, k {c.KernelSize}";
         var deq = LmTraining.TrainAndDispose("DEQ-TrellisNet",
-            $"{Width(deqConfig)}; {s.DeqSchedule.PretrainSteps} unrolled ({s.DeqSchedule.UnrolledLayers}-layer) pretraining steps, then Broyden ({s.DeqSchedule.ForwardIterations}/{s.DeqSchedule.BackwardIterations} steps)",
+            $"{Width(deqConfig)}; {s.DeqSchedule.Describe()}",
             spec => DeqLanguageModels.TrellisNet("deq-trellisnet", spec, deqConfig), data.Corpus, s.Budget);
         var tied = LmTraining.TrainAndDispose($"{s.BaselineLayers}-layer weight-tied TrellisNet",
             $"{Width(tiedConfig)}; {s.BaselineLayers} layers, backprop through all",
@@ -123,7 +123,8 @@ public static class Table2Ptb
     {
         const string paper = "Memory†: the paper's is peak GPU memory for training at sequence 150, batch 15, word embeddings excluded.";
         if (s.Memory is not { } m) return (null, null, paper + " Ours: not measured at this scale.");
-        var deqProbe = new MemoryProbeConfig(CoreFamily.TrellisNet, ProbeMode.Deq, s.DeqSchedule.ForwardIterations, m.Width, m.SeqLen, m.Batch, s.DeqSchedule.BackwardIterations);
+        // The paper's memory setting: N = 30 forward and backward steps of the training default solvers.
+        var deqProbe = new MemoryProbeConfig(CoreFamily.TrellisNet, ProbeMode.Deq, 30, m.Width, m.SeqLen, m.Batch, 30);
         var tiedProbe = new MemoryProbeConfig(CoreFamily.TrellisNet, ProbeMode.Unrolled, s.BaselineLayers, m.Width, m.SeqLen, m.Batch);
         try
         {

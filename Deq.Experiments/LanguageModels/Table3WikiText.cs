@@ -27,24 +27,24 @@ public sealed record Table3Settings(DeqTransformerConfig Small, DeqTransformerCo
             new DeqTransformerConfig(DModel: 16, NHead: 2, DHead: 8, DInner: 32, SeqLen: 12, MemLen: 12, InitStd: 0.25, DivVal: 2),
             new DeqTransformerConfig(DModel: 24, NHead: 2, DHead: 12, DInner: 48, SeqLen: 12, MemLen: 12, InitStd: 0.2, DivVal: 2),
             new DeqTrellisNetConfig(NInp: 16, NHid: 16, NOut: 16, SeqLen: 12, InitStd: 0.1, DivVal: 2),
-            new EquilibriumSchedule(PretrainSteps: 2, UnrolledLayers: 2, ForwardIterations: 6, BackwardIterations: 6),
-            new EquilibriumSchedule(PretrainSteps: 2, UnrolledLayers: 2, ForwardIterations: 6, BackwardIterations: 6),
+            EquilibriumSchedule.Lean(pretrainSteps: 2, unrolledLayers: 2, forwardIterations: 6, backwardIterations: 6),
+            EquilibriumSchedule.Lean(pretrainSteps: 2, unrolledLayers: 2, forwardIterations: 6, backwardIterations: 6),
             TransformerBaselineLayers: 3, TrellisBaselineLayers: 4, [2000, 10000],
             new LmBudget(Steps: 4, Batch: 4, SeqLen: 12, WarmupSteps: 1, EvalBatch: 4, EvalSegments: 2)),
         ExperimentScale.Small => new(
             new DeqTransformerConfig(DModel: 32, NHead: 4, DHead: 8, DInner: 64, SeqLen: 24, MemLen: 24, InitStd: 0.18, DivVal: 2),
             new DeqTransformerConfig(DModel: 48, NHead: 4, DHead: 12, DInner: 128, SeqLen: 24, MemLen: 24, InitStd: 0.15, DivVal: 2),
             new DeqTrellisNetConfig(NInp: 24, NHid: 24, NOut: 24, SeqLen: 24, InitStd: 0.1, DivVal: 2),
-            new EquilibriumSchedule(PretrainSteps: 30, UnrolledLayers: 2, ForwardIterations: 8, BackwardIterations: 8),
-            new EquilibriumSchedule(PretrainSteps: 30, UnrolledLayers: 4, ForwardIterations: 8, BackwardIterations: 8),
+            EquilibriumSchedule.Lean(pretrainSteps: 30, unrolledLayers: 2, forwardIterations: 8, backwardIterations: 8),
+            EquilibriumSchedule.Lean(pretrainSteps: 30, unrolledLayers: 4, forwardIterations: 8, backwardIterations: 8),
             TransformerBaselineLayers: 6, TrellisBaselineLayers: 8, [2000, 10000],
             new LmBudget(Steps: 80, Batch: 8, SeqLen: 24, LearningRate: 4e-3, WarmupSteps: 8, EvalBatch: 10, EvalSegments: 8)),
         ExperimentScale.Large => new(
             new DeqTransformerConfig(DModel: 128, NHead: 4, DHead: 32, DInner: 512, SeqLen: 64, MemLen: 64, Dropout: 0.1, InitStd: 0.09, DivVal: 2),
             new DeqTransformerConfig(DModel: 256, NHead: 8, DHead: 32, DInner: 1024, SeqLen: 64, MemLen: 64, Dropout: 0.1, InitStd: 0.065, DivVal: 2),
             new DeqTrellisNetConfig(NInp: 128, NHid: 256, NOut: 128, SeqLen: 64, Dropout: 0.1, DropoutI: 0.1, DropoutH: 0.1, DivVal: 2),
-            new EquilibriumSchedule(PretrainSteps: 1000, UnrolledLayers: 2, ForwardIterations: 30, BackwardIterations: 40),
-            new EquilibriumSchedule(PretrainSteps: 1000, UnrolledLayers: 8, ForwardIterations: 30, BackwardIterations: 30),
+            EquilibriumSchedule.Lean(pretrainSteps: 1000, unrolledLayers: 2, forwardIterations: 30, backwardIterations: 40),
+            EquilibriumSchedule.Lean(pretrainSteps: 1000, unrolledLayers: 8, forwardIterations: 30, backwardIterations: 30),
             TransformerBaselineLayers: 16, TrellisBaselineLayers: 24, [2000, 10000],
             new LmBudget(Steps: 6000, Batch: 16, SeqLen: 64, LearningRate: 5e-4, WarmupSteps: 300, EvalBatch: 10, EvalSegments: 0)),
         ExperimentScale.Paper => new(
@@ -96,7 +96,7 @@ public static class Table3WikiText
         string Adaptive() => cutoffs is null ? "full softmax" : $"adaptive cutoffs [{string.Join(", ", cutoffs)}]";
         string T(DeqTransformerConfig c) => $"d_model {c.DModel}, {c.NHead} heads, d_inner {c.DInner}, mem {c.MemLen}, {Adaptive()}";
         string R(DeqTrellisNetConfig c) => $"d_embed {c.NInp}, h {c.HSize}, {Adaptive()}";
-        string Deq(EquilibriumSchedule e) => $"{e.PretrainSteps} pretraining steps ({e.UnrolledLayers} layers), then Broyden {e.ForwardIterations}/{e.BackwardIterations}";
+        string Deq(EquilibriumSchedule e) => e.Describe();
 
         var small = s.Small with { Cutoffs = cutoffs, Schedule = s.TransformerSchedule };
         var tiedSmall = small with { Schedule = EquilibriumSchedule.WeightTied(s.TransformerBaselineLayers) };

@@ -8,7 +8,7 @@ open Deq.Experiments
 // Smaller than the Smoke presets: each run takes a few seconds on a 2-core CPU.
 let private tinyTransformer seqLen =
     DeqTransformerConfig(SeqLen = seqLen, MemLen = 0, InitStd = 0.25,
-                         Schedule = EquilibriumSchedule(ForwardIterations = 4, BackwardIterations = 4))
+                         Schedule = EquilibriumSchedule.Lean(forwardIterations = 4, backwardIterations = 4))
 
 let private finite (x: float) = Double.IsFinite x
 
@@ -48,7 +48,7 @@ let tests =
 
         test "Figure 2: solver steps recorded, residual traces finite for both solvers before and after" {
             let model = DeqTransformerConfig(SeqLen = 6, MemLen = 6, InitStd = 0.25,
-                                             Schedule = EquilibriumSchedule(ForwardIterations = 4, BackwardIterations = 4))
+                                             Schedule = EquilibriumSchedule.Lean(forwardIterations = 4, backwardIterations = 4))
             let s = ConvergenceSettings(model, BatchSize = 2, Steps = 3, LearningRate = 1e-3, Window = 2, TraceEvaluations = 5,
                                         TraceBatch = 2, MaxTrainTokens = 2000)
             let r = ConvergenceExperiment.Run(s, ExperimentScale.Smoke)
@@ -64,7 +64,7 @@ let tests =
 
         test "Table 4: matched and paper depths per family, finite positive ratios, paper ratios present" {
             let s = RuntimeSettings(tinyTransformer 6,
-                                    DeqTrellisNetConfig(SeqLen = 6, Schedule = EquilibriumSchedule(ForwardIterations = 4, BackwardIterations = 4)),
+                                    DeqTrellisNetConfig(SeqLen = 6, Schedule = EquilibriumSchedule.Lean(forwardIterations = 4, backwardIterations = 4)),
                                     BatchSize = 2, Warmup = 0, Repeats = 1, MatchCap = 6, TransformerPaperDepth = 3, TrellisNetPaperDepth = 5)
             let r = RuntimeExperiment.Run(s, ExperimentScale.Smoke)
             Expect.equal (r.Rows |> Seq.map (fun row -> row.Family) |> Seq.distinct |> List.ofSeq) [ "Transformer"; "TrellisNet" ] "both families"

@@ -9,11 +9,11 @@ open Deq.Implicit
 open Deq.Tests.Support.Generators
 open Deq.Tests.Support.DeqProblems
 
-let private implicitTight = EquilibriumOptions(Forward = tight, Backward = tight, Gradient = GradientMode.Implicit)
+let private implicitTight = EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(tight))
 
 /// Gradient through `steps` plain applications of f from z0, by ordinary autograd.
 let private unrolledGradient (layer: Layer) steps =
-    gradients layer (EquilibriumOptions(Gradient = GradientMode.Unrolled steps)) |> fst
+    gradients layer (EquilibriumOptions(Adjoint = Adjoint.Unrolled steps)) |> fst
 
 [<Tests>]
 let implicitGradient =
@@ -42,7 +42,7 @@ let implicitGradient =
                 let layer = spec.Build()
                 let implicit, _ = gradients layer implicitTight
                 let errorAt k =
-                    let g, _ = gradients layer (EquilibriumOptions(Forward = tight, Gradient = GradientMode.Phantom(k, 0.5)))
+                    let g, _ = gradients layer (EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Phantom(k, 0.5)))
                     relativeError g implicit
                 let errors = [ 1; 4; 16; 64; 256 ] |> List.map errorAt
                 for a, b in List.pairwise errors do
@@ -55,7 +55,7 @@ let implicitGradient =
             let implicit, _ = gradients layer implicitTight
             for tol in [ 1e-3; 1e-6; 1e-9 ] do
                 let backward = Anderson.Create(SolverOptions(MaxIter = 500, Tol = tol, Stop = StopMode.Absolute))
-                let g, eq = gradients layer (EquilibriumOptions(Forward = tight, Backward = backward))
+                let g, eq = gradients layer (EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(backward)))
                 let stats = backwardOf eq
                 Expect.isTrue stats.Converged $"tol {tol}: {stats}"
                 Expect.isLessThanOrEqual stats.AbsLowest tol "residual within tol"
@@ -63,14 +63,17 @@ let implicitGradient =
                 Expect.isLessThan (relativeError g implicit) (tol * 1e3) $"gradient error tracks tol {tol}"
         }
 
-        test "forward stats are per batch element; Backward is null before backward runs" {
+        test "forward stats are per batch element; the backward report arrives only when backward runs" {
             use scope = torch.NewDisposeScope()
             let layer = { Seed = 4; N = 5; Batch = 3; Rho = 0.7 }.Build()
-            let eq = Equilibrium.Solve(layer.F, layer.Z0, implicitTight)
+            let options, report = reporting implicitTight
+            let eq = Equilibrium.Solve(layer.F, layer.Z0, options)
             Expect.equal eq.Forward.AbsResidual.Length 3 "per element"
             Expect.isTrue eq.Forward.Converged "converged"
-            Expect.isNull (box eq.Backward) "no backward yet"
+            Expect.isNone report.Value "no backward yet"
             Expect.isTrue eq.Z.requires_grad "attached to autograd"
+            Equilibrium.Backward(layer.Loss eq.Z)
+            Expect.isTrue (report.Value |> Option.exists (fun r -> r.Result.Converged && r.Result.AbsResidual.Length = 3)) "reported once backward ran"
             use noGrad = torch.no_grad()
             let evalEq = Equilibrium.Solve(layer.F, layer.Z0, implicitTight)
             Expect.isFalse evalEq.Z.requires_grad "no graph in evaluation"
@@ -84,7 +87,7 @@ let failures =
             use scope = torch.NewDisposeScope()
             let layer = { Seed = 5; N = 6; Batch = 2; Rho = 0.95 }.Build()
             let weak = ForwardIteration.Create(SolverOptions(MaxIter = 2, Tol = 1e-12))
-            let g, eq = gradients layer (EquilibriumOptions(Forward = tight, Backward = weak))
+            let g, eq = gradients layer (EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(weak)))
             Expect.equal (backwardOf eq).Status SolverStatus.MaxIterations $"{backwardOf eq}"
             Expect.isFalse (backwardOf eq).Converged "not converged"
             Expect.isTrue (torch.isfinite(g).all().item<bool>()) "finite gradients"
@@ -96,11 +99,13 @@ let failures =
             // g = 1.5 g + dL/dz* blows up.
             let x = torch.randn([| 2L; 3L |], dtype = ScalarType.Float64, generator = generator 1).requires_grad_(true)
             let f = Func<Tensor, Tensor>(fun z -> 1.5 * z + x)
-            let options = EquilibriumOptions(Forward = tight, Backward = ForwardIteration.Create(SolverOptions(MaxIter = 500, Tol = 1e-10)))
+            let options = EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(ForwardIteration.Create(SolverOptions(MaxIter = 500, Tol = 1e-10))))
+            let options, report = reporting options
             let eq = Equilibrium.Solve(f, torch.zeros([| 2L; 3L |], dtype = ScalarType.Float64), options)
             Expect.isLessThan (maxAbsDiff eq.Z (-2.0 * x)) 1e-9 "forward found the unstable fixed point"
             let g = torch.autograd.grad([| eq.Z.sum() |], [| x |])[0]
-            Expect.isTrue ((backwardOf eq).Status = SolverStatus.Diverged || (backwardOf eq).Status = SolverStatus.NonFinite) $"{backwardOf eq}"
+            let b = backwardOf { Forward = eq.Forward; Backward = report.Value }
+            Expect.isTrue (b.Status = SolverStatus.Diverged || b.Status = SolverStatus.NonFinite) $"{b}"
             Expect.isTrue (torch.isfinite(g).all().item<bool>()) "finite gradients"
         }
     ]
@@ -113,22 +118,67 @@ let robustness =
             let x = torch.ones([| 2L; 3L |], dtype = ScalarType.Float64).requires_grad_(true)
             let f = Func<Tensor, Tensor>(fun z -> 0.5 * z + x)
             let throwing = Solver(fun _ _ -> invalidOp "adjoint solver exploded")
-            let eq = Equilibrium.Solve(f, torch.zeros([| 2L; 3L |], dtype = ScalarType.Float64), EquilibriumOptions(Forward = tight, Backward = throwing))
-            let g = torch.autograd.grad([| eq.Z.sum() |], [| x |])[0]
-            Expect.equal (backwardOf eq).Status SolverStatus.Faulted "status Faulted"
-            Expect.stringContains (backwardOf eq).Reason "adjoint solver exploded" "reason carries the message"
+            let options, report = reporting (EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(throwing)))
+            let solve () = Equilibrium.Solve(f, torch.zeros([| 2L; 3L |], dtype = ScalarType.Float64), options)
+            let g = torch.autograd.grad([| (solve ()).Z.sum() |], [| x |])[0]
+            let b = backwardOf { Forward = Unchecked.defaultof<_>; Backward = report.Value }
+            Expect.equal b.Status SolverStatus.Faulted "status Faulted"
+            Expect.stringContains b.Reason "adjoint solver exploded" "reason carries the message"
+            Expect.isTrue (report.Value |> Option.exists (fun r -> r.Faulted)) "the report carries the exception"
             Expect.equal (g.abs().sum().item<float>()) 0.0 "zero gradient through the faulted equilibrium"
-            Expect.throwsT<InvalidOperationException> eq.ThrowIfBackwardFaulted "the caller can rethrow it"
+            let e = Expect.throwsT<ImplicitBackwardException> (fun () -> Equilibrium.Backward((solve ()).Z.sum())) "Equilibrium.Backward raises it"
+            ()
+        }
+
+        test "backward never calls f: one graph of f at z* serves the adjoint's products" {
+            use scope = torch.NewDisposeScope()
+            let layer = { Seed = 7; N = 5; Batch = 2; Rho = 0.8 }.Build()
+            let mutable calls = 0
+            let f = Func<Tensor, Tensor>(fun z -> calls <- calls + 1; layer.F.Invoke z)
+            let eq = Equilibrium.Solve(f, layer.Z0, implicitTight)
+            let afterForward = calls
+            Equilibrium.Backward(layer.Loss eq.Z)
+            Expect.equal calls afterForward "no application of f during backward"
+        }
+
+        test "a caller's DisposeScope around the solve does not break the implicit gradient" {
+            use outer = torch.NewDisposeScope()
+            let layer = { Seed = 8; N = 4; Batch = 2; Rho = 0.7 }.Build()
+            let expected, _ = gradients layer implicitTight
+            let loss =
+                use inner = torch.NewDisposeScope()
+                let eq = Equilibrium.Solve(layer.F, layer.Z0, implicitTight)
+                (layer.Loss eq.Z).MoveToOuterDisposeScope()
+            let grads = torch.autograd.grad([| loss |], Array.ofList layer.Leaves)
+            let flat = torch.cat(grads |> Seq.map (fun g -> g.reshape(-1L)) |> Array.ofSeq, 0L)
+            Expect.isLessThan (relativeError flat expected) 1e-12 "same gradient after the inner scope released z* and f(z*)"
+        }
+
+        test "GMRES on the adjoint matches the fixed-point adjoint, and solves where plain iteration diverges" {
+            use scope = torch.NewDisposeScope()
+            let layer = { Seed = 9; N = 6; Batch = 3; Rho = 0.9 }.Build()
+            let expected, _ = gradients layer implicitTight
+            let gmres = LinearSolve.Gmres(SolverOptions(MaxIter = 60, Tol = 1e-13, Stop = StopMode.Absolute), restart = 4)
+            let g, solved = gradients layer (EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(gmres)))
+            Expect.isTrue (backwardOf solved).Converged $"{backwardOf solved}"
+            Expect.isLessThan (relativeError g expected) 1e-9 "GMRES adjoint = fixed-point adjoint"
+            // f(z) = 1.5 z + x: (I - J^T) = -0.5 I, so dz*/dx = -2; plain iteration on the adjoint diverges.
+            let x = torch.randn([| 2L; 3L |], dtype = ScalarType.Float64, generator = generator 2).requires_grad_(true)
+            let f = Func<Tensor, Tensor>(fun z -> 1.5 * z + x)
+            let eq = Equilibrium.Solve(f, torch.zeros([| 2L; 3L |], dtype = ScalarType.Float64), EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(gmres)))
+            let gx = torch.autograd.grad([| eq.Z.sum() |], [| x |])[0]
+            Expect.isLessThan (maxAbsDiff gx (torch.full_like(x, -2.0))) 1e-10 "dz*/dx = -2"
         }
 
         test "an f that ignores z (J = 0) differentiates to the one-step gradient" {
             use scope = torch.NewDisposeScope()
             let x = torch.ones([| 2L; 3L |], dtype = ScalarType.Float64).requires_grad_(true)
             let f = Func<Tensor, Tensor>(fun _ -> 3.0 * x)
-            let eq = Equilibrium.Solve(f, torch.zeros([| 2L; 3L |], dtype = ScalarType.Float64), EquilibriumOptions(Forward = tight, Backward = tight))
+            let options, report = reporting (EquilibriumOptions(Forward = tight, Adjoint = Adjoint.Implicit(tight)))
+            let eq = Equilibrium.Solve(f, torch.zeros([| 2L; 3L |], dtype = ScalarType.Float64), options)
             let g = torch.autograd.grad([| eq.Z.sum() |], [| x |])[0]
             Expect.isLessThan (maxAbsDiff g (torch.full_like(x, 3.0))) 1e-12 "dz*/dx = 3"
-            Expect.isTrue (backwardOf eq).Converged "adjoint solved"
+            Expect.isTrue (report.Value.IsNone || (Option.get report.Value).Result.Converged) "adjoint solved (or not needed: f(z*) does not depend on z)"
         }
     ]
 
@@ -150,14 +200,14 @@ let memory =
                 peak <- max peak (torch.Tensor.TotalCount - before)
                 rotate.Invoke z)
             let solver = ForwardIteration.Create(SolverOptions(MaxIter = iters, Tol = 1e-12))
-            let options = EquilibriumOptions(Forward = solver, Backward = solver)
+            let options, report = reporting (EquilibriumOptions(Forward = solver, Adjoint = Adjoint.Implicit(solver)))
             let run () =
                 use scope = torch.NewDisposeScope()
                 let eq = Equilibrium.Solve(counting, layer.Z0, options)
                 // W is not in this map; asking for its gradient would abort libtorch.
                 let grads = torch.autograd.grad([| layer.Loss eq.Z |], [| layer.U; layer.B; layer.X |])
                 Expect.equal eq.Forward.Steps iters "forward ran all steps"
-                Expect.equal (backwardOf eq).Steps iters "backward ran all steps"
+                Expect.equal (backwardOf { Forward = eq.Forward; Backward = report.Value }).Steps iters "backward ran all steps"
                 grads.Count
             let _ = run ()
             peak, torch.Tensor.TotalCount - before

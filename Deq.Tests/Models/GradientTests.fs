@@ -11,19 +11,20 @@ open Deq.Tests.Models.ModelFixtures
 /// Gradient of `loss` w.r.t. p under a gradient mode, and the equilibrium result.
 let private gradient (m: torch.nn.Module) (p: Tensor) (loss: EquilibriumOptions -> Tensor * EquilibriumResult) mode =
     m.zero_grad()
-    let l, eq = loss (tight mode)
-    l.backward()
-    (gradOf p).detach().clone(), eq
+    let options, report = reporting (tight mode)
+    let l, eq = loss options
+    Equilibrium.Backward l
+    (gradOf p).detach().clone(), eq, report.Value
 
 /// Implicit gradient vs unrolled iteration vs a central finite difference along a random direction.
 let private check (m: torch.nn.Module) (named: (string * Tensor) list) (loss: EquilibriumOptions -> Tensor * EquilibriumResult) =
     for name, p in named do
         use scope = torch.NewDisposeScope()
         let watch = System.Diagnostics.Stopwatch.StartNew()
-        let gi, eq = gradient m p loss GradientMode.Implicit
+        let gi, eq, report = gradient m p loss (Adjoint.Implicit())
         Expect.isTrue eq.Forward.Converged $"{name}: forward {eq.Forward}"
-        Expect.isTrue (required "the adjoint result" eq.Backward).Converged $"{name}: the adjoint solve converged"
-        let gu, _ = gradient m p loss (GradientMode.Unrolled 120)
+        Expect.isTrue (Option.get report).Result.Converged $"{name}: the adjoint solve converged"
+        let gu, _, _ = gradient m p loss (Adjoint.Unrolled 120)
         let rel = (gi - gu).norm().item<float>() / gu.norm().item<float>()
         Expect.isLessThan rel 1e-5 $"{name}: implicit vs unrolled, relative error {rel:E2}"
         let d = randn 99 p.shape
@@ -31,7 +32,7 @@ let private check (m: torch.nn.Module) (named: (string * Tensor) list) (loss: Eq
         let at (s: float) =
             use _ = torch.no_grad()
             p.add_(d * s) |> ignore
-            let l = (fst (loss (tight GradientMode.Implicit))).item<float>()
+            let l = (fst (loss (tight (Adjoint.Implicit())))).item<float>()
             p.add_(d * -s) |> ignore
             l
         let fd = (at eps - at -eps) / (2. * eps)
@@ -50,7 +51,7 @@ let gradients =
             use scope = torch.NewDisposeScope()
             use m = transformer 21 (Tiny.Transformer(weightNorm = true))
             let x, y = tokens 22 2 4 20, tokens 23 2 4 20
-            let memory = m.Forward(tokens 24 2 3 20, null, tight GradientMode.Implicit).Memory
+            let memory = m.Forward(tokens 24 2 3 20, null, tight (Adjoint.Implicit())).Memory
             let loss (o: EquilibriumOptions) =
                 let out = m.Forward(x, memory, o)
                 m.Loss(out.Hidden, y), out.Equilibrium
@@ -65,7 +66,7 @@ let gradients =
             use scope = torch.NewDisposeScope()
             use m = trellis 31 (Tiny.Trellis(kernel = 3))
             let x, y = tokens 32 2 4 20, tokens 33 2 4 20
-            let memory = m.Forward(tokens 34 2 3 20, null, tight GradientMode.Implicit).Memory
+            let memory = m.Forward(tokens 34 2 3 20, null, tight (Adjoint.Implicit())).Memory
             let loss (o: EquilibriumOptions) =
                 let out = m.Forward(x, memory, o)
                 m.Loss(out.Hidden, y), out.Equilibrium

@@ -32,11 +32,15 @@ let settle () =
 /// Number of scalar parameters of a module.
 let paramCount (m: torch.nn.Module) = m.parameters() |> Seq.sumBy (fun p -> p.numel())
 
-/// Broyden at tight tolerances for both solves, with the given gradient mode.
-let tight (mode: GradientMode) =
+/// Broyden at tight tolerances for both solves, with the given adjoint (an implicit one gets the tight solver too).
+let tight (mode: Adjoint) =
     // Broyden without line search can leave its basin on these tiny models; Anderson takes over when it does.
     let solver () = Broyden.Create(SolverOptions(MaxIter = 100, Tol = 1e-11)).OrElse(Anderson.Create(SolverOptions(MaxIter = 300, Tol = 1e-11)))
-    EquilibriumOptions(Forward = solver (), Backward = solver (), Gradient = mode)
+    let adjoint = match mode with :? ImplicitAdjoint -> Adjoint.Implicit(solver ()) | other -> other
+    EquilibriumOptions(Forward = solver (), Adjoint = adjoint)
+
+/// The options plus a cell that receives the adjoint's report once backward has run.
+let reporting = Deq.Tests.Support.DeqProblems.reporting
 
 /// Tiny test configurations (F# cannot copy-and-update C# records, so overrides are optional arguments).
 type Tiny =

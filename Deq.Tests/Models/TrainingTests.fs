@@ -55,7 +55,7 @@ let private lmTraining (name: string) (ids: int64[]) (vocab: int) =
         test "DEQ-Transformer: loss decreases over 3 Adam steps (pretrain step, then implicit)" {
             use scope = torch.NewDisposeScope()
             torch.manual_seed(41L) |> ignore
-            let cfg = DeqTransformerConfig(NToken = vocab, Schedule = EquilibriumSchedule(PretrainSteps = 1, UnrolledLayers = 4, ForwardIterations = 20, BackwardIterations = 20))
+            let cfg = DeqTransformerConfig(NToken = vocab, Schedule = EquilibriumSchedule.Lean(pretrainSteps = 1, unrolledLayers = 4, forwardIterations = 20, backwardIterations = 20))
             use m = new DeqTransformerLM(cfg)
             let x, y = lmBatch ids 4 cfg.SeqLen 0
             lossDrops "DEQ-Transformer tiny" m (fun step -> m.Loss(m.Forward(x, null, step).Hidden, y))
@@ -64,7 +64,7 @@ let private lmTraining (name: string) (ids: int64[]) (vocab: int) =
         test "DEQ-TrellisNet: loss decreases over 3 Adam steps (pretrain step, then implicit)" {
             use scope = torch.NewDisposeScope()
             torch.manual_seed(42L) |> ignore
-            let cfg = DeqTrellisNetConfig(NToken = vocab, Schedule = EquilibriumSchedule(PretrainSteps = 1, UnrolledLayers = 8, ForwardIterations = 30, BackwardIterations = 30))
+            let cfg = DeqTrellisNetConfig(NToken = vocab, Schedule = EquilibriumSchedule.Lean(pretrainSteps = 1, unrolledLayers = 8, forwardIterations = 30, backwardIterations = 30))
             use m = new DeqTrellisNetLM(cfg)
             let x, y = lmBatch ids 4 cfg.SeqLen 0
             lossDrops "DEQ-TrellisNet tiny" m (fun step -> m.Loss(m.Forward(x, null, step).Hidden, y))
@@ -87,7 +87,7 @@ let training =
             use data = Deq.Data.CopyMemory.Generate(Deq.Data.CopyMemoryOptions(T = CopyMemoryConfig.Tiny.BlankLength, TrainSize = 8, TestSize = 1, Seed = 44L))
             let x, digits = data.TrainX, data.TrainY
             Expect.equal x.shape [| 8L; 40L |] "T + 20 symbols"
-            let options = EquilibriumSchedule(ForwardIterations = 20, BackwardIterations = 20).OptionsAt(0)
+            let options = EquilibriumSchedule.Lean(forwardIterations = 20, backwardIterations = 20).OptionsAt(0)
             let eval () =
                 use _ = torch.no_grad()
                 CopyMemoryModel.Loss(m.Forward(x, options).Logits, digits).ToDouble()
@@ -118,11 +118,11 @@ let training =
 
         test "the schedule is a pure function of the step: unrolled while pretraining, implicit after" {
             let s = EquilibriumSchedule(PretrainSteps = 3, UnrolledLayers = 5)
-            Expect.equal (s.GradientAt 0) (GradientMode.Unrolled 5) "step 0"
-            Expect.equal (s.GradientAt 2) (GradientMode.Unrolled 5) "step 2"
-            Expect.equal (s.GradientAt 3) GradientMode.Implicit "step 3"
-            Expect.equal (s.GradientAt -1) GradientMode.Implicit "evaluation"
-            Expect.equal ((EquilibriumSchedule.WeightTied 4).GradientAt 1000000) (GradientMode.Unrolled 4) "weight-tied baseline"
-            Expect.equal ((EquilibriumSchedule.WeightTied 4).GradientAt -1) (GradientMode.Unrolled 4) "weight-tied baseline is evaluated unrolled"
+            Expect.equal (s.AdjointAt 0) (Adjoint.Unrolled 5) "step 0"
+            Expect.equal (s.AdjointAt 2) (Adjoint.Unrolled 5) "step 2"
+            Expect.isTrue (s.AdjointAt 3 :? ImplicitAdjoint) "step 3"
+            Expect.isTrue (s.AdjointAt -1 :? ImplicitAdjoint) "evaluation"
+            Expect.equal ((EquilibriumSchedule.WeightTied 4).AdjointAt 1000000) (Adjoint.Unrolled 4) "weight-tied baseline"
+            Expect.equal ((EquilibriumSchedule.WeightTied 4).AdjointAt -1) (Adjoint.Unrolled 4) "weight-tied baseline is evaluated unrolled"
         }
     ]

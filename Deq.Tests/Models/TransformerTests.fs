@@ -11,7 +11,7 @@ open Deq.Models
 open Deq.Tests.Support.Generators
 open Deq.Tests.Models.ModelFixtures
 
-let private unrolled n = tight (GradientMode.Unrolled n)
+let private unrolled n = tight (Adjoint.Unrolled n)
 
 /// Parameter count of a DEQ-Transformer LM with a plain tied softmax and d_embed = d_model.
 let private expectedParams (c: DeqTransformerConfig) =
@@ -38,11 +38,11 @@ let shapes =
             use scope = torch.NewDisposeScope()
             use m = transformer 2 tinyTransformerConfig
             let x = tokens 1 3 4 20
-            let out1 = m.Forward(x, null, tight GradientMode.Implicit)
+            let out1 = m.Forward(x, null, tight (Adjoint.Implicit()))
             Expect.equal out1.Hidden.shape [| 3L; 4L; 8L |] "hidden"
             Expect.equal out1.Memory.Z.shape [| 3L; 4L; 8L |] "memory after 4 tokens"
             Expect.equal out1.Memory.Injection.shape [| 3L; 4L; 24L |] "memory injection"
-            let out2 = m.Forward(tokens 2 3 4 20, out1.Memory, tight GradientMode.Implicit)
+            let out2 = m.Forward(tokens 2 3 4 20, out1.Memory, tight (Adjoint.Implicit()))
             Expect.equal out2.Memory.Z.shape [| 3L; 5L; 8L |] "memory capped at mem_len 5"
             Expect.isFalse out2.Memory.Z.requires_grad "memory is detached"
             let loss = m.Loss(out2.Hidden, tokens 3 3 4 20)
@@ -100,7 +100,7 @@ let causality =
                 Expect.isGreaterThan (maxAbsDiff fa fb) 1e-6 "the change does reach later positions"
                 let ua, ub = m.Forward(xa, memory, unrolled 5), m.Forward(xb, memory, unrolled 5)
                 Expect.isLessThan (maxAbsDiff (upTo t ua.Hidden) (upTo t ub.Hidden)) 1e-13 "unrolled"
-                let ea, eb = m.Forward(xa, memory, tight GradientMode.Implicit), m.Forward(xb, memory, tight GradientMode.Implicit)
+                let ea, eb = m.Forward(xa, memory, tight (Adjoint.Implicit())), m.Forward(xb, memory, tight (Adjoint.Implicit()))
                 // Solvers mix positions (Broyden's updates are global), so causality holds up to the residual.
                 let residual = ea.Equilibrium.Forward.AbsLowest + eb.Equilibrium.Forward.AbsLowest
                 Expect.isLessThan residual 1e-5 $"solved: {ea.Equilibrium.Forward} / {eb.Equilibrium.Forward}"
@@ -126,15 +126,15 @@ let equilibrium =
             use _ = torch.no_grad()
             use m = transformer 6 tinyTransformerConfig
             let x = tokens 7 2 7 20
-            let full = m.Forward(x, null, tight GradientMode.Implicit)
-            let a = m.Forward(upTo 2 x, null, tight GradientMode.Implicit)
-            let b = m.Forward(from 3 x, a.Memory, tight GradientMode.Implicit)
+            let full = m.Forward(x, null, tight (Adjoint.Implicit()))
+            let a = m.Forward(upTo 2 x, null, tight (Adjoint.Implicit()))
+            let b = m.Forward(from 3 x, a.Memory, tight (Adjoint.Implicit()))
             Expect.isLessThan (maxAbsDiff a.Hidden (upTo 2 full.Hidden)) 1e-9 "first segment"
             Expect.isLessThan (maxAbsDiff b.Hidden (from 3 full.Hidden)) 1e-9 "second segment, through memory"
             // A memory shorter than the history truncates the attention span, so the result differs.
             use short = transformer 6 (Tiny.Transformer(memLen = 1))
-            let a1 = short.Forward(upTo 2 x, null, tight GradientMode.Implicit)
-            let b1 = short.Forward(from 3 x, a1.Memory, tight GradientMode.Implicit)
+            let a1 = short.Forward(upTo 2 x, null, tight (Adjoint.Implicit()))
+            let b1 = short.Forward(from 3 x, a1.Memory, tight (Adjoint.Implicit()))
             Expect.isGreaterThan (maxAbsDiff b1.Hidden (from 3 full.Hidden)) 1e-6 "mem_len 1 is not exact"
         }
 

@@ -11,7 +11,7 @@ open Deq.Models
 open Deq.Tests.Support.Generators
 open Deq.Tests.Models.ModelFixtures
 
-let private unrolled n = tight (GradientMode.Unrolled n)
+let private unrolled n = tight (Adjoint.Unrolled n)
 
 /// Parameter count of a DEQ-TrellisNet LM with a plain tied softmax.
 let private expectedParams (c: DeqTrellisNetConfig) =
@@ -39,7 +39,7 @@ let shapes =
         test "forward returns [B, T, nout] features and k-1 carried states and inputs" {
             use scope = torch.NewDisposeScope()
             use m = trellis 2 (Tiny.Trellis(kernel = 3))
-            let out = m.Forward(tokens 1 3 4 20, null, tight GradientMode.Implicit)
+            let out = m.Forward(tokens 1 3 4 20, null, tight (Adjoint.Implicit()))
             Expect.equal out.Hidden.shape [| 3L; 4L; 6L |] "hidden"
             Expect.equal out.Memory.Z.shape [| 3L; 2L; 20L |] "carried z = [h; c]"
             Expect.equal out.Memory.X.shape [| 3L; 2L; 6L |] "carried inputs"
@@ -74,7 +74,7 @@ let causality =
             Expect.isGreaterThan (maxAbsDiff fa fb) 1e-6 "the change reaches later positions"
             let ua, ub = m.Forward(xa, memory, unrolled 5), m.Forward(xb, memory, unrolled 5)
             Expect.isLessThan (maxAbsDiff (upTo t ua.Hidden) (upTo t ub.Hidden)) 1e-13 "unrolled"
-            let ea, eb = m.Forward(xa, memory, tight GradientMode.Implicit), m.Forward(xb, memory, tight GradientMode.Implicit)
+            let ea, eb = m.Forward(xa, memory, tight (Adjoint.Implicit())), m.Forward(xb, memory, tight (Adjoint.Implicit()))
             let residual = ea.Equilibrium.Forward.AbsLowest + eb.Equilibrium.Forward.AbsLowest
             Expect.isLessThan residual 1e-5 $"solved: {ea.Equilibrium.Forward} / {eb.Equilibrium.Forward}"
             Expect.isLessThan (maxAbsDiff (upTo t ea.Hidden) (upTo t eb.Hidden)) (1e3 * residual + 1e-12) "equilibrium (up to solver tolerance)")
@@ -100,13 +100,13 @@ let equilibrium =
             for k in [ 1; 2; 3 ] do
                 use m = trellis 6 (Tiny.Trellis(kernel = k))
                 let x = tokens 7 2 8 20
-                let full = m.Forward(x, null, tight GradientMode.Implicit)
-                let a = m.Forward(upTo 2 x, null, tight GradientMode.Implicit)
-                let b = m.Forward(from 3 x, a.Memory, tight GradientMode.Implicit)
+                let full = m.Forward(x, null, tight (Adjoint.Implicit()))
+                let a = m.Forward(upTo 2 x, null, tight (Adjoint.Implicit()))
+                let b = m.Forward(from 3 x, a.Memory, tight (Adjoint.Implicit()))
                 Expect.isLessThan (maxAbsDiff b.Hidden (from 3 full.Hidden)) 1e-9 $"k {k}: second segment"
                 // A segment shorter than k-1 still carries the right context.
-                let c1 = m.Forward(from 3 x |> upTo 0, a.Memory, tight GradientMode.Implicit)
-                let c2 = m.Forward(from 4 x, c1.Memory, tight GradientMode.Implicit)
+                let c1 = m.Forward(from 3 x |> upTo 0, a.Memory, tight (Adjoint.Implicit()))
+                let c2 = m.Forward(from 4 x, c1.Memory, tight (Adjoint.Implicit()))
                 Expect.isLessThan (maxAbsDiff c2.Hidden (from 4 full.Hidden)) 1e-9 $"k {k}: after a 1-token segment"
         }
 

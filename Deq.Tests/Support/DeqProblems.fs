@@ -45,13 +45,22 @@ let tight =
     let o iters = SolverOptions(MaxIter = iters, Tol = 1e-13, Stop = StopMode.Absolute)
     Broyden.Create(o 200).OrElse(ForwardIteration.Create(o 5000))
 
+/// What a solve and its backward pass reported.
+type Solved = { Forward: SolverResult; Backward: BackwardReport option }
+
+/// The options plus a cell that receives the adjoint's report once backward has run.
+let reporting (o: EquilibriumOptions) =
+    let report = ref None
+    EquilibriumOptions(o.Forward, o.Adjoint, (fun r -> report.Value <- Some r)), report
+
 /// Gradients of the loss with respect to every leaf, through Equilibrium.Solve with the given options.
 let gradients (layer: Layer) (options: EquilibriumOptions) =
     use scope = torch.NewDisposeScope()
+    let options, report = reporting options
     let eq = Equilibrium.Solve(layer.F, layer.Z0, options)
     let grads = torch.autograd.grad([| layer.Loss eq.Z |], Array.ofList layer.Leaves)
     let flat = torch.cat(grads |> Seq.map (fun g -> g.reshape(-1L)) |> Array.ofSeq, 0L)
-    flat.MoveToOuterDisposeScope(), eq
+    flat.MoveToOuterDisposeScope(), { Forward = eq.Forward; Backward = report.Value }
 
 /// Central finite differences of the loss through a fixed-point solve done to 1e-13.
 let finiteDifferences (layer: Layer) (h: float) =
@@ -74,8 +83,8 @@ let finiteDifferences (layer: Layer) (h: float) =
 
 let relativeError (a: Tensor) (b: Tensor) = ((a - b).norm() / b.norm().clamp_min(1e-300)).item<float>()
 
-/// The backward solve's statistics, failing the test when backward has not recorded any.
-let backwardOf (eq: EquilibriumResult) : SolverResult =
-    match eq.Backward with
-    | null -> Expecto.Tests.failtest "EquilibriumResult.Backward is null after backward"
-    | stats -> stats
+/// The backward solve's statistics, failing the test when backward has not reported any.
+let backwardOf (solved: Solved) : SolverResult =
+    match solved.Backward with
+    | None -> Expecto.Tests.failtest "no backward report after backward"
+    | Some report -> report.Result

@@ -100,6 +100,30 @@ let tests =
                 (fun () -> Trainer.Run(twice, TrainOptions(Steps = 5, SkipNonFiniteSteps = 1)) |> ignore) |> ignore
         }
 
+        test "a faulted adjoint solve stops the run at its step (the gradient would be zero); skipping drops that update" {
+            let make () =
+                torch.manual_seed 1L |> ignore
+                let lin = torch.nn.Linear(3L, 3L, dtype = torch.ScalarType.Float64)
+                let x = torch.ones([| 2L; 3L |], dtype = torch.ScalarType.Float64)
+                let failing = Deq.Solvers.Solver(fun _ _ -> raise (InvalidOperationException "adjoint boom"))
+                let options k = Deq.Implicit.EquilibriumOptions(Adjoint = (if k = 2L then Deq.Implicit.Adjoint.Implicit failing else Deq.Implicit.Adjoint.Implicit()))
+                let step (ctx: StepContext) =
+                    let f = Func<torch.Tensor, torch.Tensor>(fun z -> torch.tanh(0.3 * lin.call z + x))
+                    let eq = Deq.Implicit.Equilibrium.Solve(f, torch.zeros([| 2L; 3L |], dtype = torch.ScalarType.Float64), options ctx.Step)
+                    StepOutput(eq.Z.square().sum())
+                lin, TrainingTask(lin, Func<_, _> step)
+            let lin, task = make ()
+            let before = ref (flat lin)
+            let keep (r: LogRecord) = if r.Step = 2L then before.Value <- flat lin
+            throwsWith<InvalidOperationException> [ "step 3"; "adjoint solve failed"; "adjoint boom"; "would be zero"; "update was not applied" ]
+                (fun () -> Trainer.Run(task, TrainOptions(Steps = 4, LearningRate = 0.01), Action<_> keep) |> ignore) |> ignore
+            Expect.isTrue (sameTensor before.Value (flat lin)) "step 3 changed no parameter"
+            let _, skipping = make ()
+            let result, records = logged skipping (TrainOptions(Steps = 4, LearningRate = 0.01, SkipNonFiniteSteps = 1))
+            Expect.equal (result.Step, result.SkippedSteps) (4L, 1) "finished, one step skipped"
+            Expect.equal (records |> List.filter (fun r -> r.Phase = Phase.Skipped) |> List.map _.Step) [ 3L ] "step 3 skipped"
+        }
+
         test "live tensors stay flat over 30 steps of a tiny LM (zero_grad frees its handles within the step)" {
             use d = new TempDir()
             use corpus = tinyCorpus d

@@ -1,0 +1,102 @@
+using Deq.Solvers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Deq.Implicit;
+
+/// <summary>
+/// The implicit-function-theorem adjoint (see <see cref="Adjoint.Implicit(LinearSolver?)"/>): the forward
+/// solve keeps no graph; one application of f at z* goes on the tape, and <see cref="AdjointHook"/> replaces
+/// its incoming gradient dL/dz* by the adjoint solution g, whose vector-Jacobian products run through that
+/// same graph. So training holds one graph of f, and backward never calls the user's f.
+/// </summary>
+/// <param name="LinearSolve">Solves g = J^T g + dL/dz*.</param>
+/// <param name="Label">Describes the linear solve (null: its own description).</param>
+public sealed record ImplicitAdjoint(LinearSolver LinearSolve, string? Label) : Adjoint
+{
+    /// <inheritdoc />
+    public override EquilibriumResult Solve(Func<Tensor, Tensor> f, Tensor z0, Solver forward, Action<BackwardReport>? onBackward)
+    {
+        var result = forward(f, z0);
+        if (!torch.is_grad_enabled()) return new EquilibriumResult(result.Value, result, this);
+        var zStar = result.Value.detach().requires_grad_(true);
+        var fz = Equilibrium.Apply(f, zStar);
+        if (!fz.requires_grad) return new EquilibriumResult(fz, result, this);   // nothing to differentiate
+        return new EquilibriumResult(AdjointHook.Attach(fz, zStar, new AdjointHook.Problem(LinearSolve, onBackward)), result, this);
+    }
+
+    /// <inheritdoc />
+    public override string Describe() => $"implicit({Label ?? LinearSolve.Describe()})";
+}
+
+/// <summary>
+/// Identity on f(z*) in the forward pass; in the backward pass it replaces the incoming gradient dL/dz* by
+/// the adjoint solution g, so that autograd through f(z*) yields the implicit gradient for f's parameters and
+/// inputs. (TorchSharp has no Tensor.register_hook; this is the hook.) z* and f(z*) are saved as autograd
+/// saved variables, so the node owns them: a caller's DisposeScope cannot release them before backward, and
+/// they go with the graph.
+/// </summary>
+internal sealed class AdjointHook : torch.autograd.SingleTensorFunction<AdjointHook>
+{
+    const string ProblemKey = "adjoint";
+
+    /// <summary>What the backward pass needs besides the saved tensors.</summary>
+    public sealed record Problem(LinearSolver Solve, Action<BackwardReport>? OnBackward);
+
+    public override string Name => "DeqAdjointHook";
+
+    public static Tensor Attach(Tensor fzStar, Tensor zStar, Problem problem) => apply(fzStar, problem, zStar);
+
+    public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
+    {
+        // vars: f(z*), the problem, z* (an input, so that saving it is plain autograd; it gets no gradient).
+        ctx.save_for_backward([(Tensor)vars[0], (Tensor)vars[2]]);
+        ctx.save_data(ProblemKey, vars[1]);
+        return ((Tensor)vars[0]).view_as((Tensor)vars[0]);
+    }
+
+    public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor gradOutput)
+    {
+        var problem = (Problem)ctx.get_data(ProblemKey);
+        var saved = ctx.get_saved_variables();
+        try
+        {
+            return [Adjoint(saved[0], saved[1], gradOutput, problem), null!, null!];
+        }
+        finally
+        {
+            foreach (var t in saved) t.Dispose();
+        }
+    }
+
+    static Tensor Adjoint(Tensor fz, Tensor z, Tensor lossGrad, Problem problem)
+    {
+        try
+        {
+            using var scope = torch.NewDisposeScope();
+            // TorchSharp runs custom backward with grad off; the products walk the graph saved in the forward pass.
+            using var grad = torch.enable_grad();
+            var rhs = lossGrad.detach();
+            // allow_unused: an f that ignores z has J = 0; libtorch would otherwise abort the process.
+            Tensor Vjp(Tensor g)
+            {
+                var vjp = torch.autograd.grad([fz], [z], [g], retain_graph: true, allow_unused: true)[0];
+                return vjp is null || vjp.IsInvalid ? torch.zeros_like(g) : vjp;
+            }
+            var result = problem.Solve(Vjp, rhs);
+            problem.OnBackward?.Invoke(new BackwardReport(result));
+            // The solver returns its lowest-residual iterate, finite even when the solve failed; the failure is in
+            // the report, never NaN gradients. Into the scope around the caller's backward() (CPU runs it on the
+            // calling thread), so the handle is released with it; libtorch holds its own reference.
+            return result.Value.MoveToOuterDisposeScope();
+        }
+        catch (Exception e)
+        {
+            // No exception may cross libtorch's autograd engine: record it, return a zero gradient, and let
+            // Equilibrium.Backward (or the report) raise it on the caller's side.
+            BackwardFaults.Record(e);
+            problem.OnBackward?.Invoke(new BackwardReport(SolverResult.Faulted(e, lossGrad.shape[0]), e));
+            return torch.zeros_like(lossGrad);
+        }
+    }
+}

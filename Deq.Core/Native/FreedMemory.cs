@@ -1,0 +1,64 @@
+using System.Runtime.InteropServices;
+
+namespace Deq.Native;
+
+/// <summary>
+/// Makes freed tensor memory go back to the operating system. glibc's malloc raises its mmap threshold
+/// each time a large block is freed (up to 32 MiB), after which tensor-sized blocks come from the heap,
+/// where fragmentation keeps them: a DEQ's RSS then grows with solver iterations although its live
+/// tensors do not. Fixing the threshold makes every block above it an mmap that free() unmaps. Deq.Core's
+/// module initializer applies this, so the CLI, experiments, fsi and notebooks all get it.
+/// </summary>
+public static class FreedMemory
+{
+    /// <summary>Environment variable: "keep" leaves the allocator as the process has it; a number of bytes sets the threshold.</summary>
+    public const string Variable = "DEQ_MMAP_THRESHOLD";
+
+    /// <summary>Blocks at or above this size are mmapped and returned on free (a tenth of a small z; large enough
+    /// that the many small bookkeeping tensors stay on the heap).</summary>
+    public const int DefaultThresholdBytes = 128 * 1024;
+
+    const int MmapThreshold = -3;   // M_MMAP_THRESHOLD in glibc's malloc.h
+    const int TrimThreshold = -1;   // M_TRIM_THRESHOLD
+
+    static int _applied;
+
+    /// <summary>What <see cref="Apply"/> did, for logs and benchmarks ("mmap threshold 131072 B", "left as is: ...").</summary>
+    public static string Status { get; private set; } = "not applied";
+
+    /// <summary>
+    /// Sets glibc's mmap and trim thresholds once per process (Linux with glibc only). It leaves the allocator
+    /// alone when the user set glibc's own MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ or
+    /// <see cref="Variable"/>=keep. Idempotent; returns <see cref="Status"/>.
+    /// </summary>
+    public static string Apply()
+    {
+        if (Interlocked.Exchange(ref _applied, 1) == 1) return Status;
+        Status = Decide();
+        return Status;
+    }
+
+    static string Decide()
+    {
+        if (!OperatingSystem.IsLinux()) return "left as is: not Linux";
+        var requested = Environment.GetEnvironmentVariable(Variable);
+        if (string.Equals(requested, "keep", StringComparison.OrdinalIgnoreCase)) return $"left as is: {Variable}=keep";
+        if (Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is { Length: > 0 } own) return $"left as is: MALLOC_MMAP_THRESHOLD_={own} set by the user";
+        int threshold = DefaultThresholdBytes;
+        if (requested is { Length: > 0 } && (!int.TryParse(requested, out threshold) || threshold < 4096))
+            return $"left as is: {Variable}='{requested}' is neither 'keep' nor a number of bytes >= 4096";
+        try
+        {
+            if (mallopt(MmapThreshold, threshold) != 1) return "left as is: mallopt refused the mmap threshold";
+            if (Environment.GetEnvironmentVariable("MALLOC_TRIM_THRESHOLD_") is not { Length: > 0 }) mallopt(TrimThreshold, threshold);
+            return $"mmap threshold {threshold} B";
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return "left as is: no glibc mallopt (another C library)";
+        }
+    }
+
+    [DllImport("libc.so.6", EntryPoint = "mallopt")]
+    static extern int mallopt(int param, int value);
+}
