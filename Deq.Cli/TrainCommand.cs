@@ -1,6 +1,8 @@
 using System.Globalization;
 using Deq.Data;
+using Deq.Implicit;
 using Deq.Models;
+using Deq.Solvers;
 using Deq.Training;
 using static TorchSharp.torch;
 
@@ -48,9 +50,10 @@ internal static class TrainCommand
 
         using var corpus = Corpus.Load(corpusDir, new CorpusOptions(unknown));
         Console.WriteLine($"{corpus.Name}: vocabulary {corpus.Vocabulary.Count:N0}, train {corpus.Train.shape[0]:N0} tokens, valid {corpus.Valid.shape[0]:N0}; model {model} on {device}");
-        var lm = DeqLanguageModels.Registry.Create(model, new LanguageModelSpec(corpus.Vocabulary.Count, device, dtype, options.Seed));
-        if (solver is not null)
-            throw new NotSupportedException($"{solver.Describe()}: the solver options are parsed and checked, but this build's models do not take them yet (they wait for EquilibriumSchedule to hold solver values)");
+        var (forward, adjoint) = solver?.Build() ?? (null, null);
+        if (forward is not null) Console.WriteLine($"forward solver: {forward.Describe()}");
+        if (adjoint is not null) Console.WriteLine($"adjoint: {adjoint.Describe()}");
+        var lm = DeqLanguageModels.Registry.Create(model, new LanguageModelSpec(corpus.Vocabulary.Count, device, dtype, options.Seed, forward, adjoint));
         var task = LanguageModelTask.Create(lm, corpus, taskOptions);
 
         using var logFile = logPath is null ? null : new StreamWriter(logPath, append: start.Resumes);
@@ -124,6 +127,11 @@ internal static class TrainCommand
 
 /// <summary>
 /// `deq train`'s solver options, checked as given. Null when none is given: the model preset's solvers stay.
+/// The forward solver is replaced when a forward option or --solver-memory is given; the adjoint (the implicit
+/// gradient's fixed point g = J^T g + dL/dz*) when a backward option, --solver-memory or --forward-solver is
+/// given, solved by the same method as the forward solve. Limits not given take the memory-lean defaults
+/// (forward 30 iterations to relative 1e-4, adjoint 40 to 1e-5; Anderson's history 5 forward and 3 adjoint,
+/// Broyden's rank 30), not the preset's.
 /// </summary>
 /// <param name="Forward">"anderson", "broyden" or "forward" (forward iteration), or null for the preset's.</param>
 /// <param name="ForwardIterations">Most forward solver steps.</param>
@@ -154,10 +162,24 @@ internal sealed record TrainSolverArgs(string? Forward, int? ForwardIterations, 
             memory);
     }
 
-    /// <summary>The options as given, e.g. "--forward-solver anderson --forward-iters 30".</summary>
-    public string Describe() => string.Join(" ", new (string, object?)[]
+    /// <summary>The solvers these options replace (null: keep the preset's).</summary>
+    public (Solver? Forward, Adjoint? Adjoint) Build()
+    {
+        var method = Forward ?? "anderson";
+        bool forward = Forward is not null || ForwardIterations is not null || ForwardTolerance is not null || Memory is not null;
+        bool adjoint = Forward is not null || BackwardIterations is not null || BackwardTolerance is not null || Memory is not null;
+        return (forward ? Make(method, ForwardIterations ?? 30, ForwardTolerance ?? 1e-4, Memory ?? (method == "anderson" ? 5 : 30)) : null,
+                adjoint ? Deq.Implicit.Adjoint.Implicit(Make(method, BackwardIterations ?? 40, BackwardTolerance ?? 1e-5, Memory ?? (method == "anderson" ? 3 : 30))) : null);
+    }
+
+    static Solver Make(string method, int iterations, double tolerance, int memory)
+    {
+        var options = new SolverOptions(MaxIter: iterations, Tol: tolerance);
+        return method switch
         {
-            ("forward-solver", Forward), ("forward-iters", ForwardIterations), ("forward-tol", ForwardTolerance),
-            ("backward-iters", BackwardIterations), ("backward-tol", BackwardTolerance), ("solver-memory", Memory),
-        }.Where(p => p.Item2 is not null).Select(p => string.Create(CultureInfo.InvariantCulture, $"--{p.Item1} {p.Item2}")));
+            "anderson" => Anderson.Create(options, new AndersonOptions(Memory: memory)),
+            "broyden" => Broyden.Create(options, new BroydenOptions(Memory: memory)),
+            _ => ForwardIteration.Create(options),
+        };
+    }
 }

@@ -43,8 +43,12 @@ internal static class Usage
               --device auto|cpu|cuda[:N], --dtype float32|float64
               --forward-solver anderson|broyden|forward, --forward-iters N, --forward-tol T,
               --backward-iters N, --backward-tol T, --solver-memory M
-                                   DEQ models only: the equilibrium solver, its limits and its memory, and
-                                   the adjoint solve's limits (defaults: the model preset's)
+                                   DEQ models only. Without them the preset's solvers stay. A forward option
+                                   replaces the forward solver; a backward option or --forward-solver the
+                                   implicit adjoint's fixed-point solve, by the same method (default anderson);
+                                   --solver-memory both. Limits not given: forward 30 iterations to relative
+                                   1e-4, adjoint 40 to 1e-5; history anderson 5 (adjoint 3), broyden 30.
+                                   They are part of the checkpoint's configuration.
             """,
         ["data"] = """
             data download --corpus ptb|wikitext-2|wikitext-103 --dir DIR [--archive FILE]

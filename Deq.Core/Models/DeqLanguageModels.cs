@@ -35,6 +35,10 @@ public static class DeqLanguageModels
         return (options, eq => () => new SolverStats(eq.Forward.Steps, eq.Forward.RelLowest, report?.Result.Steps, report?.Result.RelLowest));
     }
 
+    /// <summary>The preset's schedule with the spec's solvers, where it names any (`deq train --forward-solver ...`).</summary>
+    static EquilibriumSchedule WithSolvers(EquilibriumSchedule schedule, LanguageModelSpec spec) =>
+        schedule with { Forward = spec.Forward ?? schedule.Forward, Adjoint = spec.Adjoint ?? schedule.Adjoint };
+
     static Dictionary<string, string> Fingerprint(string name, LanguageModelSpec spec, object config) => new()
     {
         ["model.name"] = name,
@@ -46,7 +50,7 @@ public static class DeqLanguageModels
     /// <summary>A DEQ-Transformer for the trainer; memory is [Z; Injection] concatenated on the feature axis, [B, M, d + 3 H dh].</summary>
     public static LanguageModel Transformer(string name, LanguageModelSpec spec, DeqTransformerConfig config)
     {
-        var c = config with { NToken = spec.VocabSize };
+        var c = config with { NToken = spec.VocabSize, Schedule = WithSolvers(config.EffectiveSchedule, spec) };
         torch.manual_seed(spec.Seed);
         var m = new DeqTransformerLM(c);
         m.to(spec.DType).to(spec.Device);
@@ -66,7 +70,7 @@ public static class DeqLanguageModels
     /// <summary>A DEQ-TrellisNet for the trainer; memory is [Z flattened; X flattened], [B, max(k-1,1) 2 h + (k-1) d_embed].</summary>
     public static LanguageModel TrellisNet(string name, LanguageModelSpec spec, DeqTrellisNetConfig config)
     {
-        var c = config with { NToken = spec.VocabSize };
+        var c = config with { NToken = spec.VocabSize, Schedule = WithSolvers(config.EffectiveSchedule, spec) };
         torch.manual_seed(spec.Seed);
         var m = new DeqTrellisNetLM(c);
         m.to(spec.DType).to(spec.Device);

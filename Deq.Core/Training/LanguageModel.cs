@@ -27,4 +27,7 @@ public sealed record LanguageModel(nn.Module Module, Func<Tensor, Tensor?, StepC
 /// <param name="Device">Where the parameters go.</param>
 /// <param name="DType">Floating-point type of the parameters.</param>
 /// <param name="Seed">Initialisation seed (the factory's draws are made under it).</param>
-public sealed record LanguageModelSpec(int VocabSize, Device Device, ScalarType DType = ScalarType.Float32, long Seed = 0);
+/// <param name="Forward">DEQ models: the forward solver in place of the preset's (null: the preset's). Models without one ignore it.</param>
+/// <param name="Adjoint">DEQ models: the adjoint after pretraining in place of the preset's (null: the preset's).</param>
+public sealed record LanguageModelSpec(int VocabSize, Device Device, ScalarType DType = ScalarType.Float32, long Seed = 0,
+                                       Deq.Solvers.Solver? Forward = null, Deq.Implicit.Adjoint? Adjoint = null);

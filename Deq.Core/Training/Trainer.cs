@@ -117,6 +117,7 @@ public static class Trainer
             long tokens;
             SolverStats? stats = null;
             string? fault;
+            string hint = $"Lower the learning rate (now {options.LearningRate:G3}) or check the model and data";
             using (var scope = torch.NewDisposeScope())
             {
                 // Inside the scope: zero_grad reads each parameter's grad through a new handle, freed here
@@ -128,7 +129,11 @@ public static class Trainer
                 fault = !double.IsFinite(loss) ? $"the loss is {loss}"
                     : loss > options.MaxLoss ? $"the loss is {loss:G4}, above TrainOptions.MaxLoss {options.MaxLoss:G4} (the run diverged)"
                     : null;
-                fault ??= Backward(output.Loss, step);
+                if (fault is null && Backward(output.Loss, step) is { } adjointFault)
+                {
+                    fault = adjointFault;
+                    hint = "Check f and the adjoint's solver (deq: --forward-solver, --backward-iters, --backward-tol)";
+                }
                 if (fault is null)
                 {
                     gradNorm = ClipGradients(parameters, options.ClipNorm);
@@ -146,7 +151,7 @@ public static class Trainer
                     throw new InvalidOperationException($"step {step + 1}: {fault}; its update was not applied" +
                         (options.SkipNonFiniteSteps > 0 ? $" ({skippedInARow} such steps in a row, more than the {options.SkipNonFiniteSteps} that --skip-nonfinite allows)" : "") +
                         (lastSaved is { } ls ? $"; checkpoint {options.CheckpointPath} (step {ls}) is kept" : "") +
-                        $". Lower the learning rate (now {options.LearningRate:G3}) or check the model and data" +
+                        $". {hint}" +
                         (options.SkipNonFiniteSteps > 0 ? "." : "; --skip-nonfinite (TrainOptions.SkipNonFiniteSteps) skips such steps instead."));
                 skipped++;
                 log(new LogRecord(Phase.Skipped, step + 1, options.Steps, loss, Math.Exp(loss), lr, gradNorm, tokens, null,

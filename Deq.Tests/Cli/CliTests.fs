@@ -211,6 +211,18 @@ let works =
             Expect.stringContains more "done: 4 steps" "continued to 4"
         }
 
+        test "solver options reach a DEQ model: the forward solver and the adjoint are the ones asked for" {
+            if not built.Value then skiptest "deq is not built"
+            use d = new TempDir()
+            corpus d |> ignore
+            let out = succeeds d [ "train"; "--model"; "deq-trellisnet-tiny"; "--corpus"; "."; "--steps"; "1"; "--batch"; "3"; "--bptt"; "5"; "--eval-segments"; "1"
+                                   "--forward-solver"; "broyden"; "--forward-iters"; "6"; "--solver-memory"; "4"; "--backward-tol"; "1e-6" ]
+            Expect.stringContains out "forward solver: broyden(m=4, 6 iters, rel 1E-4)" "forward solver"
+            Expect.stringContains out "adjoint: implicit(broyden(m=4, 40 iters, rel 1E-6))" "adjoint"
+            let steps = out.Split('\n') |> Array.find (fun l -> l.StartsWith "step") |> fun l -> l.Split(" fwd ").[1].Split(' ').[0] |> int
+            Expect.isLessThanOrEqual steps 6 "at most --forward-iters forward steps"
+        }
+
         test "deq --help, deq train --help and deq data --help print usage and exit 0" {
             if not built.Value then skiptest "deq is not built"
             use d = new TempDir()

@@ -40,6 +40,13 @@ let tests =
             refuses<InvalidOperationException> path other [ "another configuration"; "train.lr: checkpoint 0.05, now 0.01"; "train.clip" ]
         }
 
+        test "a configuration printed as a record is compared member by member" {
+            let saved = readOnlyDict [ "model.config", "Cfg { A = 1, S = Sched { x }, L = [1, 2] }"; "train.lr", "0.1" ]
+            let now = readOnlyDict [ "model.config", "Cfg { A = 1, S = Sched { y }, L = [1, 2] }"; "train.lr", "0.1" ]
+            Expect.equal (List.ofSeq (Fingerprint.Diff(saved, now))) [ "model.config.S: checkpoint Sched { x }, now Sched { y }" ] "only the member that differs"
+            Expect.equal (List.ofSeq (Fingerprint.Diff(saved, readOnlyDict [ "train.lr", "0.1" ]))) [ "model.config: checkpoint Cfg { A = 1, S = Sched { x }, L = [1, 2] }, now (absent)" ] "absent field"
+        }
+
         test "a truncated, corrupted or foreign file is a clear error, never a crash in TorchSharp" {
             use d = new TempDir()
             let path = written d

@@ -115,8 +115,9 @@ let tests =
             let lin, task = make ()
             let before = ref (flat lin)
             let keep (r: LogRecord) = if r.Step = 2L then before.Value <- flat lin
-            throwsWith<InvalidOperationException> [ "step 3"; "adjoint solve failed"; "adjoint boom"; "would be zero"; "update was not applied" ]
-                (fun () -> Trainer.Run(task, TrainOptions(Steps = 4, LearningRate = 0.01), Action<_> keep) |> ignore) |> ignore
+            let e = throwsWith<InvalidOperationException> [ "step 3"; "adjoint solve failed"; "adjoint boom"; "would be zero"; "update was not applied" ]
+                        (fun () -> Trainer.Run(task, TrainOptions(Steps = 4, LearningRate = 0.01), Action<_> keep) |> ignore)
+            printfn "  %s" e.Message
             Expect.isTrue (sameTensor before.Value (flat lin)) "step 3 changed no parameter"
             let _, skipping = make ()
             let result, records = logged skipping (TrainOptions(Steps = 4, LearningRate = 0.01, SkipNonFiniteSteps = 1))
