@@ -16,25 +16,6 @@ namespace Deq.Training;
 /// <param name="SkippedSteps">Steps skipped under <see cref="TrainOptions.SkipNonFiniteSteps"/> in this call.</param>
 public sealed record TrainResult(long Step, long ResumedFrom, double? LastLoss, EvalOutput? Valid, bool Interrupted, int SkippedSteps = 0);
 
-/// <summary>What a run will do with its checkpoint path, found before any training (see <see cref="Trainer.CheckCheckpoint"/>).</summary>
-/// <param name="Path">The checkpoint path (null: the run writes none).</param>
-/// <param name="Resumes">True when the run continues an existing checkpoint.</param>
-/// <param name="Step">The checkpoint's step when resuming (else 0).</param>
-/// <param name="SavedTotalSteps">The total steps the checkpoint's run was given when resuming (its cosine schedule ended there).</param>
-/// <param name="Replaces">True when a fresh run will replace an existing file (<see cref="TrainOptions.Overwrite"/>).</param>
-/// <param name="StaleTemporariesRemoved">Temporary files of interrupted writes that were deleted.</param>
-public sealed record CheckpointStart(string? Path, bool Resumes, long Step, long SavedTotalSteps, bool Replaces, int StaleTemporariesRemoved)
-{
-    /// <summary>True when resuming was asked for but there is no checkpoint yet, so the run starts afresh.</summary>
-    public bool ResumeStartsAfresh(TrainOptions options) => options.Resume && !Resumes;
-}
-
-/// <summary>A checkpoint's step, the total steps its run was given, and its configuration fields.</summary>
-/// <param name="Step">Steps completed when it was written.</param>
-/// <param name="TotalSteps">The run's <see cref="TrainOptions.Steps"/> when it was written.</param>
-/// <param name="Fingerprint">Configuration fields a resumed run must match.</param>
-public sealed record CheckpointInfo(long Step, long TotalSteps, IReadOnlyDictionary<string, string> Fingerprint);
-
 /// <summary>
 /// Adam with linear warmup and cosine decay, gradient-norm clipping, periodic evaluation, logging and
 /// checkpoints that resume bit-for-bit: model, Adam moments, torch's RNG, the data-order RNG and the
@@ -113,57 +94,19 @@ public static class Trainer
             double lr = LearningRate.WarmupCosine(step, options.LearningRate, options.WarmupSteps, options.Steps, options.MinLearningRate);
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
             task.Module.train();
-            double loss, gradNorm = double.NaN;
-            long tokens;
-            SolverStats? stats = null;
-            string? fault;
-            string hint = $"Lower the learning rate (now {options.LearningRate:G3}) or check the model and data";
-            using (var scope = torch.NewDisposeScope())
+            var taken = TakeStep(task, optimizer, parameters, options, new StepContext(step, data));
+            if (taken.Fault is { } fault)
             {
-                // Inside the scope: zero_grad reads each parameter's grad through a new handle, freed here
-                // rather than by the GC (issue #11).
-                optimizer.zero_grad();
-                var output = task.Step(new StepContext(step, data));
-                tokens = output.Tokens;
-                loss = output.Loss.ToDouble();
-                fault = !double.IsFinite(loss) ? $"the loss is {loss}"
-                    : loss > options.MaxLoss ? $"the loss is {loss:G4}, above TrainOptions.MaxLoss {options.MaxLoss:G4} (the run diverged)"
-                    : null;
-                if (fault is null && Backward(output.Loss, step) is { } adjointFault)
-                {
-                    fault = adjointFault;
-                    hint = "Check f and the adjoint's solver (deq: --forward-solver, --backward-iters, --backward-tol)";
-                }
-                if (fault is null)
-                {
-                    gradNorm = ClipGradients(parameters, options.ClipNorm);
-                    if (!double.IsFinite(gradNorm)) fault = $"the gradient norm is {gradNorm}";
-                }
-                if (fault is null)
-                {
-                    optimizer.step();
-                    stats = output.Stats?.Invoke();
-                }
-            }
-            if (fault is not null)
-            {
-                if (++skippedInARow > options.SkipNonFiniteSteps)
-                    throw new InvalidOperationException($"step {step + 1}: {fault}; its update was not applied" +
-                        (options.SkipNonFiniteSteps > 0 ? $" ({skippedInARow} such steps in a row, more than the {options.SkipNonFiniteSteps} that --skip-nonfinite allows)" : "") +
-                        (lastSaved is { } ls ? $"; checkpoint {options.CheckpointPath} (step {ls}) is kept" : "") +
-                        $". {hint}" +
-                        (options.SkipNonFiniteSteps > 0 ? "." : "; --skip-nonfinite (TrainOptions.SkipNonFiniteSteps) skips such steps instead."));
+                if (++skippedInARow > options.SkipNonFiniteSteps) throw Stopped(options, step, fault, taken.Hint, skippedInARow, lastSaved);
                 skipped++;
-                log(new LogRecord(Phase.Skipped, step + 1, options.Steps, loss, Math.Exp(loss), lr, gradNorm, tokens, null,
-                    clock.Elapsed.TotalSeconds, ProcessMemory.Now()));
             }
             else
             {
                 skippedInARow = 0;
-                lastLoss = loss;
-                log(new LogRecord(Phase.Train, step + 1, options.Steps, loss, Math.Exp(loss), lr, gradNorm, tokens, stats,
-                    clock.Elapsed.TotalSeconds, ProcessMemory.Now()));
+                lastLoss = taken.Loss;
             }
+            log(new LogRecord(taken.Fault is null ? Phase.Train : Phase.Skipped, step + 1, options.Steps, taken.Loss, Math.Exp(taken.Loss), lr,
+                taken.GradNorm, taken.Tokens, taken.Stats, clock.Elapsed.TotalSeconds, ProcessMemory.Now()));
             bool last = step + 1 == options.Steps;
             if (task.Evaluate is not null && (last || options.EvalEvery > 0 && (step + 1) % options.EvalEvery == 0))
             {
@@ -186,6 +129,40 @@ public static class Trainer
         }
         return new TrainResult(step, start, lastLoss, valid, Interrupted: false, skipped);
     }
+
+    /// <summary>What one step did: its figures, or the fault that kept its update from the parameters.</summary>
+    readonly record struct StepTaken(double Loss, double GradNorm, long Tokens, SolverStats? Stats, string? Fault, string Hint);
+
+    /// <summary>
+    /// Loss, backward, clipping and the Adam update of one step, all inside one DisposeScope. A non-finite or
+    /// diverged loss, a faulted adjoint or a non-finite gradient is returned as the fault before optimizer.step.
+    /// </summary>
+    static StepTaken TakeStep(TrainingTask task, Adam optimizer, IReadOnlyList<Parameter> parameters, TrainOptions options, StepContext context)
+    {
+        string hint = $"Lower the learning rate (now {options.LearningRate:G3}) or check the model and data";
+        using var scope = torch.NewDisposeScope();
+        // Inside the scope: zero_grad reads each parameter's grad through a new handle, freed here rather than
+        // by the GC (issue #11).
+        optimizer.zero_grad();
+        var output = task.Step(context);
+        double loss = output.Loss.ToDouble();
+        StepTaken Fault(string fault, double gradNorm = double.NaN, string? why = null) => new(loss, gradNorm, output.Tokens, null, fault, why ?? hint);
+        if (!double.IsFinite(loss)) return Fault($"the loss is {loss}");
+        if (loss > options.MaxLoss) return Fault($"the loss is {loss:G4}, above TrainOptions.MaxLoss {options.MaxLoss:G4} (the run diverged)");
+        if (Backward(output.Loss, context.Step) is { } adjoint)
+            return Fault(adjoint, why: "Check f and the adjoint's solver (deq: --forward-solver, --backward-iters, --backward-tol)");
+        double gradNorm = ClipGradients(parameters, options.ClipNorm);
+        if (!double.IsFinite(gradNorm)) return Fault($"the gradient norm is {gradNorm}", gradNorm);
+        optimizer.step();
+        return new StepTaken(loss, gradNorm, output.Tokens, output.Stats?.Invoke(), null, hint);
+    }
+
+    static InvalidOperationException Stopped(TrainOptions options, long step, string fault, string hint, int inARow, long? lastSaved) => new(
+        $"step {step + 1}: {fault}; its update was not applied" +
+        (options.SkipNonFiniteSteps > 0 ? $" ({inARow} such steps in a row, more than the {options.SkipNonFiniteSteps} that --skip-nonfinite allows)" : "") +
+        (lastSaved is { } saved ? $"; checkpoint {options.CheckpointPath} (step {saved}) is kept" : "") +
+        $". {hint}" +
+        (options.SkipNonFiniteSteps > 0 ? "." : "; --skip-nonfinite (TrainOptions.SkipNonFiniteSteps) skips such steps instead."));
 
     static EvalOutput EvaluateAt(TrainingTask task, long step)
     {
