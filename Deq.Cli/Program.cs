@@ -31,9 +31,9 @@ static int Dispatch(string[] args)
         "train" => TrainCommand.Run(args[1..]),
         "data" => DataCommand.Run(args[1..]),
         "bench" => BenchCommand.Run(args[1..]),
-        null or "-h" or "--help" or "help" when args.Length <= 1 => Usage.Print(null),
-        "help" => Usage.Commands.ContainsKey(args[1]) ? Usage.Print(args[1]) : Usage.Print(null, 2, $"unknown command '{args[1]}'"),
-        var other => Usage.Print(null, 2, $"unknown command '{other}'"),
+        null or "-h" or "--help" => Usage.Print(null),
+        "help" => args.Length <= 1 ? Usage.Print(null) : Usage.Commands.ContainsKey(args[1]) ? Usage.Print(args[1]) : Usage.Unknown(args[1]),
+        var other => Usage.Unknown(other),
     };
 }
 

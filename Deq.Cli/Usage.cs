@@ -67,15 +67,20 @@ internal static class Usage
             """,
     };
 
-    /// <summary>Prints the usage of <paramref name="command"/> (null: all) and returns <paramref name="code"/>; an error goes to stderr first.</summary>
-    public static int Print(string? command, int code = 0, string? error = null)
+    /// <summary>Prints the usage of <paramref name="command"/> (null: all) to stdout and returns 0.</summary>
+    public static int Print(string? command)
     {
-        if (error is not null) Console.Error.WriteLine($"deq: {error}");
-        var output = code == 0 ? Console.Out : Console.Error;
-        output.WriteLine(command is null ? "usage: deq <command> [options]   (deq <command> --help for one)\n\ncommands:" : "usage: deq");
+        Console.WriteLine(command is null ? "usage: deq <command> [options]   (deq <command> --help for one command)\n\ncommands:" : "usage:");
         foreach (var (name, text) in Commands)
             if (command is null || command == name)
-                output.WriteLine(string.Join("\n", text.Split('\n').Select(l => "  " + l)));
-        return code;
+                Console.WriteLine(string.Join("\n", text.TrimEnd().Split('\n').Select(l => l.StartsWith(' ') ? "  " + l : "  deq " + l)));
+        return 0;
+    }
+
+    /// <summary>An unknown command: one line on stderr, exit code 2.</summary>
+    public static int Unknown(string command)
+    {
+        Console.Error.WriteLine($"deq: unknown command '{command}'; commands: {string.Join(", ", Commands.Keys)} (deq --help)");
+        return 2;
     }
 }

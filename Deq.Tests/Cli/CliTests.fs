@@ -129,6 +129,7 @@ let options =
         "--steps 0", fun d -> corpus d |> ignore; [ "train"; "--corpus"; "."; "--steps"; "0" ], [ "--steps"; "must be positive" ]
         "--steps abc", fun d -> [ "train"; "--corpus"; "."; "--steps"; "abc" ], [ "--steps must be an integer" ]
         "unknown option", fun d -> [ "train"; "--corpus"; "."; "--stpes"; "3" ], [ "unknown option --stpes" ]
+        "unknown command", fun _ -> [ "trian" ], [ "unknown command 'trian'"; "train"; "deq --help" ]
         "--forward-solver for an LSTM", fun d -> [ "train"; "--corpus"; "."; "--forward-solver"; "anderson" ], [ "--forward-solver"; "DEQ models" ]
         "--forward-solver unknown", fun d -> [ "train"; "--model"; "deq-trellisnet-tiny"; "--corpus"; "."; "--forward-solver"; "newton" ], [ "--forward-solver must be one of anderson, broyden, forward" ]
         "--forward-tol 0", fun d -> [ "train"; "--model"; "deq-trellisnet-tiny"; "--corpus"; "."; "--forward-tol"; "0" ], [ "--forward-tol must be a positive finite number" ]
