@@ -134,6 +134,7 @@ let tests =
             let counts = Collections.Generic.Dictionary<int64, int64>()
             let count (r: LogRecord) = if r.Phase = Phase.Train then counts.[r.Step] <- torch.Tensor.TotalCount
             Trainer.Run(task, TrainOptions(Steps = 30, LearningRate = 0.01), Action<_> count) |> ignore
+            printfn "  live tensors: step 5 %d, step 30 %d" counts.[5L] counts.[30L]
             Expect.isLessThanOrEqual counts.[30L] counts.[5L] $"live tensors at step 30 ({counts.[30L]}) <= at step 5 ({counts.[5L]})"
         }
     ]
