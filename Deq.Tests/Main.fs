@@ -11,8 +11,7 @@ let private remembering (printer: TestPrinters) (last: TestRunSummary option ref
             last.Value <- Some summary
             do! printer.summary config summary } }
 
-[<EntryPoint>]
-let main argv =
+let private runAll argv =
     // Sequenced: tests seed TorchSharp's global generator, so they must not interleave.
     let last = ref None
     let cli = [ CLIArguments.Printer(remembering defaultConfig.printer last); CLIArguments.Sequenced; CLIArguments.No_Spinner ]
@@ -28,3 +27,10 @@ let main argv =
         stdout.Write(Text.Encoding.UTF8.GetBytes line)
     | None -> ()
     exitCode
+
+[<EntryPoint>]
+let main argv =
+    // DEQ_TEST_DEVICE names a device that is not there: one line and a failure, never a silent CPU run.
+    match Deq.Tests.Support.TestDevice.problem () with
+    | Some line -> eprintfn "%s" line; 2
+    | None -> runAll argv

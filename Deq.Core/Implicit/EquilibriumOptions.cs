@@ -4,7 +4,8 @@ namespace Deq.Implicit;
 
 /// <summary>How an equilibrium is found and differentiated. Null members take the memory-lean defaults below.</summary>
 /// <param name="Forward">Solver for z* = f(z*). Default: <see cref="LeanForward"/> (Anderson, m = 5, 30 steps, relative tolerance 1e-4).</param>
-/// <param name="Adjoint">How gradients flow. Default: <see cref="Adjoint.Implicit(LinearSolver?)"/> with <see cref="LeanAdjointSolve"/>.</param>
+/// <param name="Adjoint">How gradients flow. Default: <see cref="Adjoint.Implicit(LinearSolver?)"/> with <see cref="LeanAdjointSolve"/>
+/// (plain iteration on the adjoint, Anderson m = 3 where that does not converge).</param>
 /// <param name="OnBackward">Receives the adjoint solve's statistics once backward has run (implicit adjoints only).</param>
 public sealed record EquilibriumOptions(Solver? Forward = null, Adjoint? Adjoint = null, Action<BackwardReport>? OnBackward = null)
 {
@@ -19,11 +20,15 @@ public sealed record EquilibriumOptions(Solver? Forward = null, Adjoint? Adjoint
         Anderson.Create(new SolverOptions(MaxIter: maxIter, Tol: tol), new AndersonOptions(Memory: 5));
 
     /// <summary>
-    /// The training default adjoint solve: Anderson with a history of 3 on the fixed point g = J^T g + dL/dz*,
-    /// so that backward holds one graph of f plus a few copies of z.
+    /// The training default adjoint solve: plain iteration on g = J^T g + dL/dz*, which keeps no history, so that
+    /// backward holds one graph of f plus a few copies of z; where it does not converge (spectral radius of J near
+    /// or above 1) Anderson (m = 3) takes over from its best iterate, each with <paramref name="maxIter"/> steps.
     /// </summary>
-    public static LinearSolver LeanAdjointSolve(int maxIter = 40, double tol = 1e-5) =>
-        LinearSolve.FixedPoint(Anderson.Create(new SolverOptions(MaxIter: maxIter, Tol: tol), new AndersonOptions(Memory: 3)));
+    public static LinearSolver LeanAdjointSolve(int maxIter = 40, double tol = 1e-5)
+    {
+        var o = new SolverOptions(MaxIter: maxIter, Tol: tol);
+        return LinearSolve.FixedPoint(ForwardIteration.Create(o).OrElse(Anderson.Create(o, new AndersonOptions(Memory: 3))));
+    }
 
     static readonly Solver DefaultForward = LeanForward();
     static readonly Adjoint DefaultAdjoint = Implicit.Adjoint.Implicit();

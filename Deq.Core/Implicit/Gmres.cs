@@ -13,7 +13,8 @@ internal static class Gmres
         long b = rhs.shape[0], n = rhs.numel() / b;
         var shape = rhs.shape;
         var flatRhs = rhs.reshape(b, n);
-        Tensor Apply(Tensor v) => v - vjp(v.reshape(shape)).reshape(b, n);
+        // (I - J^T) v, in place in the product's result: each call holds one new copy of z.
+        Tensor Apply(Tensor v) => vjp(v.reshape(shape)).reshape(b, n).neg_().add_(v);
         var rhsNorm = flatRhs.norm(1);
         double[] Metric(double[] abs, double[] rhsHost) =>
             o.Stop == StopMode.Absolute ? abs : abs.Select((a, i) => a / (rhsHost[i] + 1e-12)).ToArray();
@@ -33,7 +34,7 @@ internal static class Gmres
             var beta = r.norm(1);
             var v = torch.zeros(b, restart + 1, n, dtype: rhs.dtype, device: rhs.device);
             var h = torch.zeros(b, restart + 1, restart, dtype: rhs.dtype, device: rhs.device);
-            v.select(1, 0).copy_(r / Safe(beta).unsqueeze(1));
+            v.select(1, 0).copy_(r).div_(Safe(beta).unsqueeze(1));
             var e1 = torch.zeros(b, restart + 1, 1, dtype: rhs.dtype, device: rhs.device);
             e1.select(1, 0).copy_(beta.unsqueeze(1));
             Tensor? y = null;
@@ -47,13 +48,13 @@ internal static class Gmres
                 for (int i = 0; i <= j; i++)
                 {
                     var vi = v.select(1, i);
-                    var hij = (w * vi).sum(1);
+                    var hij = torch.bmm(w.unsqueeze(1), vi.unsqueeze(2)).reshape(b);
                     h.select(1, i).select(1, j).copy_(hij);
-                    w = w - hij.unsqueeze(1) * vi;
+                    w.addcmul_(vi, hij.unsqueeze(1), -1);
                 }
                 var hn = w.norm(1);
                 h.select(1, j + 1).select(1, j).copy_(hn);
-                v.select(1, j + 1).copy_(w / Safe(hn).unsqueeze(1));
+                v.select(1, j + 1).copy_(w).div_(Safe(hn).unsqueeze(1));
                 var hj = h.narrow(1, 0, j + 2).narrow(2, 0, j + 1);
                 var rhsJ = e1.narrow(1, 0, j + 2);
                 var yj = torch.linalg.lstsq(hj, rhsJ).Solution;          // [b, j+1, 1]
@@ -74,11 +75,13 @@ internal static class Gmres
                 if (status is not null) break;
             }
             if (status != SolverStatus.NonFinite)
-                x.add_((v.narrow(1, 0, k) * y!.unsqueeze(2)).sum(1));
+                x.add_(torch.bmm(y!.unsqueeze(1), v.narrow(1, 0, k)).squeeze(1));
             if (status is null)
             {
                 // The true residual starts the next cycle (the Arnoldi estimate drifts in finite precision).
-                r = (flatRhs - Apply(x)).MoveToOuterDisposeScope();
+                var next = Apply(x).neg_().add_(flatRhs).MoveToOuterDisposeScope();
+                if (!ReferenceEquals(r, flatRhs)) r.Dispose();
+                r = next;
                 products++;
             }
         }

@@ -36,9 +36,10 @@ public static class Anderson
         {
             long b = s.Batch, n = start.numel() / b;
             int m = a.Memory;
-            // History of iterates and their images, [batch, m, n], overwritten as a ring.
+            // History of iterates and their residuals g = f(z) - z, [batch, m, n], overwritten as a ring.
+            // Keeping g (not f) lets the mixing run as batched products with no [batch, m, n] temporary.
             using var xs = SolveSession.Keep(torch.zeros(b, m, n, dtype: start.dtype, device: start.device));
-            using var fs = SolveSession.Keep(torch.zeros(b, m, n, dtype: start.dtype, device: start.device));
+            using var gs = SolveSession.Keep(torch.zeros(b, m, n, dtype: start.dtype, device: start.device));
             var shape = start.shape;
             var z = start;
             try
@@ -49,9 +50,9 @@ public static class Anderson
                     var fz = s.Evaluate(z);
                     if (!s.Record(z, fz)) break;
                     xs.select(1, k % m).copy_(z.reshape(b, n));
-                    fs.select(1, k % m).copy_(fz.reshape(b, n));
+                    gs.select(1, k % m).copy_(fz.reshape(b, n)).sub_(z.reshape(b, n));
                     int used = Math.Min(k + 1, m);
-                    var next = used == 1 ? fz : Mix(xs, fs, used, a)?.reshape(shape);
+                    var next = used == 1 ? fz : Mix(xs, gs, used, a)?.reshape(shape);
                     if (next is null)
                     {
                         s.Stop(SolverStatus.Diverged, $"Anderson's mixing system became singular at step {s.Steps}; raise AndersonOptions.Lambda");
@@ -68,13 +69,13 @@ public static class Anderson
         return SolverDescriptions.Register(solver, $"anderson(m={a.Memory}, {SolverDescriptions.Limits(o)})");
     }
 
-    // Solve [0 1^T; 1 GG^T + lambda I] [c; alpha] = [1; 0] per batch element, G = F - X.
-    static Tensor? Mix(Tensor xs, Tensor fs, int used, AndersonOptions a)
+    // Solve [0 1^T; 1 GG^T + lambda I] [c; alpha] = [1; 0] per batch element, then mix
+    // sum_i alpha_i (x_i + beta g_i): beta times the mixed f values plus (1 - beta) times the mixed iterates.
+    static Tensor? Mix(Tensor xs, Tensor gs, int used, AndersonOptions a)
     {
         long b = xs.shape[0];
         var x = xs.narrow(1, 0, used);
-        var fx = fs.narrow(1, 0, used);
-        var g = fx - x;
+        var g = gs.narrow(1, 0, used);
         var h = torch.zeros(b, used + 1, used + 1, dtype: xs.dtype, device: xs.device);
         h.select(1, 0).narrow(1, 1, used).fill_(1);
         h.select(2, 0).narrow(1, 1, used).fill_(1);
@@ -88,15 +89,12 @@ public static class Anderson
         Tensor alpha;
         try
         {
-            alpha = torch.linalg.solve(h, rhs).narrow(1, 1, used);          // [b, used, 1]
+            alpha = torch.linalg.solve(h, rhs).narrow(1, 1, used).transpose(1, 2);   // [b, 1, used]
         }
         catch (System.Runtime.InteropServices.ExternalException)
         {
             return null;
         }
-        var mixedF = (alpha * fx).sum(1);
-        if (a.Beta == 1.0) return mixedF;
-        var mixedX = (alpha * x).sum(1);
-        return a.Beta * mixedF + (1 - a.Beta) * mixedX;
+        return torch.bmm(alpha, x).add_(torch.bmm(alpha, g), alpha: a.Beta).squeeze(1);
     }
 }

@@ -48,7 +48,7 @@ let tests =
 
         test "Figure 2: solver steps recorded, residual traces finite for both solvers before and after" {
             let model = DeqTransformerConfig(SeqLen = 6, MemLen = 6, InitStd = 0.25,
-                                             Schedule = EquilibriumSchedule.Lean(forwardIterations = 4, backwardIterations = 4))
+                                             Schedule = EquilibriumSchedule.Broyden(forwardIterations = 4, backwardIterations = 4))
             let s = ConvergenceSettings(model, BatchSize = 2, Steps = 3, LearningRate = 1e-3, Window = 2, TraceEvaluations = 5,
                                         TraceBatch = 2, MaxTrainTokens = 2000)
             let r = ConvergenceExperiment.Run(s, ExperimentScale.Smoke)

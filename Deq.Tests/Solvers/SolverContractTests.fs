@@ -5,12 +5,13 @@ open Expecto
 open TorchSharp
 
 open Deq.Solvers
+open Deq.Tests.Support
 open Deq.Tests.Support.Generators
 
 let private problem () =
     let p = { TanhProblem.Seed = 7; N = 6; Batch = 3; Rho = 0.8 }
     let _, f = p.Build()
-    Func<Tensor, Tensor> f, torch.zeros([| 3L; 6L |], dtype = ScalarType.Float64)
+    Func<Tensor, Tensor> f, TestDevice.zerosOn (TestDevice.device ()) [ 3; 6 ]
 
 let private all : (string * Solver) list =
     [ "forward", ForwardIteration.Create()
@@ -110,9 +111,9 @@ let contracts =
             use scope = torch.NewDisposeScope()
             let f, _ = problem ()
             throwsWith<ArgumentException> [ "floating-point" ] (fun () ->
-                Broyden.Create().Invoke(f, torch.zeros([| 3L; 6L |], dtype = ScalarType.Int64)) |> ignore)
+                Broyden.Create().Invoke(f, TestDevice.onDevice (torch.zeros([| 3L; 6L |], dtype = ScalarType.Int64))) |> ignore)
             throwsWith<ArgumentException> [ "NaN" ] (fun () ->
-                Broyden.Create().Invoke(f, torch.zeros([| 3L; 6L |], dtype = ScalarType.Float64) + Double.NaN) |> ignore)
+                Broyden.Create().Invoke(f, TestDevice.zerosOn (TestDevice.device ()) [ 3; 6 ] + Double.NaN) |> ignore)
         }
 
         test "a diverging map stops with Diverged, not a silent answer" {

@@ -6,6 +6,7 @@ open FsCheck.FSharp
 open TorchSharp
 
 open Deq.Solvers
+open Deq.Tests.Support
 open Deq.Tests.Support.Generators
 
 let private absolute tol maxIter = SolverOptions(MaxIter = maxIter, Tol = tol, Stop = StopMode.Absolute)
@@ -18,7 +19,7 @@ let private solvers (o: SolverOptions) : (string * Solver) list =
       "broyden", Broyden.Create(o)
       "broyden line-search", Broyden.Create(o, BroydenOptions(LineSearch = true)) ]
 
-let private zerosLike (b: int) (n: int) = torch.zeros([| int64 b; int64 n |], dtype = ScalarType.Float64)
+let private zerosLike (b: int) (n: int) = TestDevice.zerosOn (TestDevice.device ()) [ b; n ]
 
 [<Tests>]
 let exactFixedPoints =
@@ -28,11 +29,13 @@ let exactFixedPoints =
                 use scope = torch.NewDisposeScope()
                 let _, _, f, exact = p.Build()
                 let tol = 1e-10
+                // ||z - z*|| <= ||f(z) - z|| / (1 - rho) for a rho-contraction.
+                let bound = tol / (1. - p.Rho) * 1.01
                 for name, solve in solvers (absolute tol 2000) do
-                    let r = solve.Invoke(Func<_, _> f, zerosLike p.Batch p.N)
+                    let r = TestDevice.withCpuCheck name (2. * bound) (fun (r: SolverResult) -> r.Value) (fun d ->
+                        let _, _, f, _ = p.BuildOn d
+                        solve.Invoke(Func<_, _> f, TestDevice.zerosOn d [ p.Batch; p.N ]))
                     Expect.isTrue r.Converged $"{name}: {r}"
-                    // ||z - z*|| <= ||f(z) - z|| / (1 - rho) for a rho-contraction.
-                    let bound = tol / (1. - p.Rho) * 1.01
                     Expect.isLessThanOrEqual (maxAbsDiff r.Value exact) bound $"{name} error vs exact")
 
         testPropertyWithConfig (fsConfig 15) "nonlinear tanh(Wz + Ux), against a long plain iteration" <|
@@ -42,10 +45,13 @@ let exactFixedPoints =
                 let mutable reference = zerosLike p.Batch p.N
                 for _ in 1 .. 3000 do reference <- f reference
                 let tol = 1e-10
+                let bound = tol / (1. - p.Rho) * 1.01 + 1e-13
                 for name, solve in solvers (absolute tol 2000) do
-                    let r = solve.Invoke(Func<_, _> f, zerosLike p.Batch p.N)
+                    let r = TestDevice.withCpuCheck name (2. * bound) (fun (r: SolverResult) -> r.Value) (fun d ->
+                        let _, f = p.BuildOn d
+                        solve.Invoke(Func<_, _> f, TestDevice.zerosOn d [ p.Batch; p.N ]))
                     Expect.isTrue r.Converged $"{name}: {r}"
-                    Expect.isLessThanOrEqual (maxAbsDiff r.Value reference) (tol / (1. - p.Rho) * 1.01 + 1e-13) $"{name} error")
+                    Expect.isLessThanOrEqual (maxAbsDiff r.Value reference) bound $"{name} error")
     ]
 
 [<Tests>]
@@ -57,8 +63,8 @@ let efficiency =
             use g = generator p.Seed
             let q, _ = torch.linalg.qr(torch.randn([| int64 p.N; int64 p.N |], dtype = ScalarType.Float64, generator = g)).ToTuple()
             let eig = torch.linspace(-0.5, p.Rho, int64 p.N, dtype = ScalarType.Float64)
-            let a = torch.matmul(torch.matmul(q, torch.diag(eig)), q.T)
-            let b = torch.randn([| int64 p.Batch; int64 p.N |], dtype = ScalarType.Float64, generator = g)
+            let a = TestDevice.onDevice (torch.matmul(torch.matmul(q, torch.diag(eig)), q.T))
+            let b = TestDevice.onDevice (torch.randn([| int64 p.Batch; int64 p.N |], dtype = ScalarType.Float64, generator = g))
             let f = Func<Tensor, Tensor>(fun z -> torch.matmul(z, a.T) + b)
             let o = absolute 1e-8 5000
             let forward = ForwardIteration.Create(o).Invoke(f, zerosLike p.Batch p.N)

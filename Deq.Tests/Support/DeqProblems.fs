@@ -13,21 +13,27 @@ type Layer =
     { W: Tensor; U: Tensor; B: Tensor; X: Tensor; C: Tensor; Rho: float }
     member l.Leaves = [ l.W; l.U; l.B; l.X ]
     member l.F = Func<Tensor, Tensor>(fun z -> torch.tanh(torch.matmul(z, l.W.T) + torch.matmul(l.X, l.U.T) + l.B))
-    member l.Z0 = torch.zeros([| l.X.shape[0]; l.W.shape[0] |], dtype = ScalarType.Float64)
+    member l.Z0 = torch.zeros([| l.X.shape[0]; l.W.shape[0] |], dtype = ScalarType.Float64, device = l.W.device)
+    /// The same layer with its leaves copied to the CPU (for the cross-device check).
+    member l.OnCpu() =
+        let leaf (t: Tensor) = t.detach().cpu().requires_grad_(true)
+        { l with W = leaf l.W; U = leaf l.U; B = leaf l.B; X = leaf l.X; C = l.C.cpu() }
     /// The scalar loss the gradient tests differentiate: a fixed random projection of z*.
     member l.Loss(z: Tensor) = (z * l.C).sum()
 
 type LayerSpec =
     { Seed: int; N: int; Batch: int; Rho: float }
-    member s.Build() =
+    /// On the test device (TestDevice); drawn on the CPU, so every device gets the same layer.
+    member s.Build() = s.BuildOn(TestDevice.device ())
+    member s.BuildOn(device: torch.Device) =
         use g = generator s.Seed
-        let leaf (t: Tensor) = t.requires_grad_(true)
+        let leaf (t: Tensor) = t.``to``(device).requires_grad_(true)
         let shape (dims: int list) = dims |> List.map int64 |> Array.ofList
         { W = leaf (contractive g s.N s.Rho)
           U = leaf (torch.randn(shape [ s.N; s.N ], dtype = ScalarType.Float64, generator = g))
           B = leaf (torch.randn(shape [ s.N ], dtype = ScalarType.Float64, generator = g))
           X = leaf (torch.randn(shape [ s.Batch; s.N ], dtype = ScalarType.Float64, generator = g))
-          C = torch.randn(shape [ s.Batch; s.N ], dtype = ScalarType.Float64, generator = g)
+          C = torch.randn(shape [ s.Batch; s.N ], dtype = ScalarType.Float64, generator = g).``to`` device
           Rho = s.Rho }
 
 let layerSpecs maxN rhoHi =
@@ -45,6 +51,8 @@ let tight =
     let o iters = SolverOptions(MaxIter = iters, Tol = 1e-13, Stop = StopMode.Absolute)
     Broyden.Create(o 200).OrElse(ForwardIteration.Create(o 5000))
 
+let relativeError (a: Tensor) (b: Tensor) = ((a - b).norm() / b.norm().clamp_min(1e-300)).item<float>()
+
 /// What a solve and its backward pass reported.
 type Solved = { Forward: SolverResult; Backward: BackwardReport option }
 
@@ -53,14 +61,25 @@ let reporting (o: EquilibriumOptions) =
     let report = ref None
     EquilibriumOptions(o.Forward, o.Adjoint, (fun r -> report.Value <- Some r)), report
 
-/// Gradients of the loss with respect to every leaf, through Equilibrium.Solve with the given options.
-let gradients (layer: Layer) (options: EquilibriumOptions) =
+let private gradientsOn (layer: Layer) (options: EquilibriumOptions) =
     use scope = torch.NewDisposeScope()
     let options, report = reporting options
     let eq = Equilibrium.Solve(layer.F, layer.Z0, options)
     let grads = torch.autograd.grad([| layer.Loss eq.Z |], Array.ofList layer.Leaves)
     let flat = torch.cat(grads |> Seq.map (fun g -> g.reshape(-1L)) |> Array.ofSeq, 0L)
     flat.MoveToOuterDisposeScope(), { Forward = eq.Forward; Backward = report.Value }
+
+/// Gradients of the loss with respect to every leaf, through Equilibrium.Solve with the given options.
+/// Off the CPU, the same gradients from a CPU copy of the layer must agree to relative error cpuTol.
+let gradientsWithin (cpuTol: float) (layer: Layer) (options: EquilibriumOptions) =
+    let flat, eq = gradientsOn layer options
+    if layer.W.device_type <> DeviceType.CPU then
+        let reference, _ = gradientsOn (layer.OnCpu()) options
+        TestDevice.expectAgreement "gradient" (relativeError (flat.cpu()) reference) cpuTol
+    flat, eq
+
+/// gradientsWithin at 1e-8: both devices solve to 1e-13, so only rounding separates them.
+let gradients layer options = gradientsWithin 1e-8 layer options
 
 /// Central finite differences of the loss through a fixed-point solve done to 1e-13.
 let finiteDifferences (layer: Layer) (h: float) =
@@ -73,15 +92,14 @@ let finiteDifferences (layer: Layer) (h: float) =
         let flat = leaf.view(-1L)
         for i in 0L .. flat.shape[0] - 1L do
             let original = flat[i].item<float>()
-            flat[i] <- torch.tensor(original + h, dtype = ScalarType.Float64)
+            let set (v: float) = flat[i] <- torch.tensor(v, dtype = ScalarType.Float64, device = leaf.device)
+            set (original + h)
             let up = loss ()
-            flat[i] <- torch.tensor(original - h, dtype = ScalarType.Float64)
+            set (original - h)
             let down = loss ()
-            flat[i] <- torch.tensor(original, dtype = ScalarType.Float64)
+            set original
             result.Add((up - down) / (2. * h))
-    torch.tensor(result.ToArray(), dtype = ScalarType.Float64)
-
-let relativeError (a: Tensor) (b: Tensor) = ((a - b).norm() / b.norm().clamp_min(1e-300)).item<float>()
+    torch.tensor(result.ToArray(), dtype = ScalarType.Float64, device = layer.W.device)
 
 /// The backward solve's statistics, failing the test when backward has not reported any.
 let backwardOf (solved: Solved) : SolverResult =

@@ -26,24 +26,30 @@ let contractive (g: Generator) (n: int) (rho: float) =
 /// A linear contraction z -> z A^T + b over a batch, and its exact fixed point.
 type LinearProblem =
     { Seed: int; N: int; Batch: int; Rho: float }
-    member p.Build() =
+    /// On the test device (TestDevice); drawn on the CPU, so every device gets the same problem.
+    member p.Build() = p.BuildOn(TestDevice.device ())
+    member p.BuildOn(device: torch.Device) =
         use g = generator p.Seed
         let a = contractive g p.N p.Rho
         let b = torch.randn([| int64 p.Batch; int64 p.N |], dtype = ScalarType.Float64, generator = g)
-        let f (z: Tensor) = torch.matmul(z, a.T) + b
         let eye = torch.eye(int64 p.N, dtype = ScalarType.Float64)
         let exact = torch.linalg.solve(eye - a, b.T).T
+        let a, b, exact = a.``to`` device, b.``to`` device, exact.``to`` device
+        let f (z: Tensor) = torch.matmul(z, a.T) + b
         a, b, f, exact
 
 /// tanh(W z + U x + c) with ||W||_2 = Rho: a contraction since tanh is 1-Lipschitz.
 type TanhProblem =
     { Seed: int; N: int; Batch: int; Rho: float }
-    member p.Build() =
+    /// On the test device (TestDevice); drawn on the CPU, so every device gets the same problem.
+    member p.Build() = p.BuildOn(TestDevice.device ())
+    member p.BuildOn(device: torch.Device) =
         use g = generator p.Seed
         let w = contractive g p.N p.Rho
         let u = torch.randn([| int64 p.N; int64 p.N |], dtype = ScalarType.Float64, generator = g)
         let c = torch.randn([| int64 p.N |], dtype = ScalarType.Float64, generator = g)
         let x = torch.randn([| int64 p.Batch; int64 p.N |], dtype = ScalarType.Float64, generator = g)
+        let w, u, c, x = w.``to`` device, u.``to`` device, c.``to`` device, x.``to`` device
         let injection = torch.matmul(x, u.T) + c
         let f (z: Tensor) = torch.tanh(torch.matmul(z, w.T) + injection)
         w, f
