@@ -254,5 +254,8 @@ let schedule =
             Expect.equal (implicitAt first) [ 1L, false; 2L, false; 3L, false ] "steps 1-3 pretrain (unrolled, no adjoint solve)"
             let _, resumed = logged (task ()) (options 5)
             Expect.equal (implicitAt resumed) [ 4L, true; 5L, true ] "steps 4-5, in a new model object: the equilibrium with its adjoint"
+            // Interrupted after step 2 (inside the pretraining) and resumed: bit-for-bit the straight run.
+            let a, b = straightVsResumed task (fun p r -> TrainOptions(Steps = 5, LearningRate = 1e-3, CheckpointPath = Option.toObj p, Resume = r)) 2
+            Expect.isTrue (sameTensor a b) $"resumed DEQ run: max difference {(a - b).abs().max().ToDouble()}"
         }
     ]

@@ -46,7 +46,7 @@ let lmTask (corpus: Corpus) =
     LanguageModelTask.Create(model, corpus, LanguageModelTaskOptions(SegmentOptions(Batch = 3, Length = 5), EvalBatch = 2))
 
 /// Runs to completion straight, and again interrupted after `cut` steps then resumed; returns both parameter vectors.
-let private straightVsResumed (make: unit -> TrainingTask) (options: string option -> bool -> TrainOptions) cut =
+let straightVsResumed (make: unit -> TrainingTask) (options: string option -> bool -> TrainOptions) cut =
     use d = new TempDir()
     let a = make ()
     Trainer.Run(a, options None false) |> ignore
