@@ -1,32 +1,39 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Deq.Experiments;
 
 namespace Deq.Cli;
 
 /// <summary>
-/// `deq reproduce`: runs every notebook in Deq.Notebooks headless with the pinned dotnet-repl,
+/// `deq reproduce`: runs the repository's notebooks (Deq.Notebooks/NN-name.ipynb) headless with the pinned dotnet-repl,
 /// echoing experiment progress while each runs, and keeps the executed notebooks in paper-figures.
 /// </summary>
-internal static class Reproduce
+internal static partial class Reproduce
 {
     public static int Run(string[] args)
     {
-        var opts = CliArgs.Parse(args, new() { ["scale"] = "small", ["only"] = "", ["root"] = "", ["figures"] = "" });
+        bool list = args.Contains("--list");
+        var opts = CliArgs.Parse(args.Where(a => a != "--list").ToArray(), new() { ["scale"] = "small", ["only"] = "", ["root"] = "", ["figures"] = "" });
         var scale = ExperimentScales.Parse(opts.Text("scale"));
         var root = opts.Text("root") is { Length: > 0 } r ? Path.GetFullPath(r) : FindRepositoryRoot();
         var notebookDir = Path.Combine(root, "Deq.Notebooks");
         var figures = opts.Text("figures") is { Length: > 0 } f ? Path.GetFullPath(f) : Path.Combine(root, "paper-figures");
         var executed = Path.Combine(figures, "notebooks");
-        Directory.CreateDirectory(executed);
 
         var only = opts.Text("only").Split(',', StringSplitOptions.RemoveEmptyEntries);
-        var notebooks = Directory.GetFiles(notebookDir, "*.ipynb").Order(StringComparer.Ordinal)
+        var notebooks = RepositoryNotebooks(notebookDir)
             .Where(nb => only.Length == 0 || only.Any(o => Path.GetFileName(nb).Contains(o, StringComparison.OrdinalIgnoreCase)))
             .ToArray();
         if (notebooks.Length == 0)
             throw new ArgumentException($"no notebook in {notebookDir} matches --only '{opts.Text("only")}'");
+        if (list)
+        {
+            foreach (var nb in notebooks) Console.WriteLine(Path.GetFileName(nb));
+            return 0;
+        }
+        Directory.CreateDirectory(executed);
 
         Console.WriteLine($"deq reproduce: {notebooks.Length} notebook(s) at scale '{scale.ToString().ToLowerInvariant()}', writing {figures}");
         if (Exec(root, "dotnet", ["tool", "restore"], quiet: true) != 0)
@@ -54,6 +61,17 @@ internal static class Reproduce
             : $"deq reproduce: {failed.Count} notebook(s) failed: {string.Join(", ", failed)}");
         return failed.Count == 0 ? 0 : 1;
     }
+
+    /// <summary>The repository's notebooks: NN-name.ipynb, in order. Copies such as a stray
+    /// NN-name.nbconvert.ipynb (what `jupyter nbconvert --execute` writes beside its input) do not match.</summary>
+    internal static string[] RepositoryNotebooks(string notebookDir) =>
+        Directory.GetFiles(notebookDir, "*.ipynb")
+            .Where(nb => NotebookName().IsMatch(Path.GetFileName(nb)))
+            .Order(StringComparer.Ordinal)
+            .ToArray();
+
+    [GeneratedRegex(@"^[0-9]{2}-[a-z0-9]+(-[a-z0-9]+)*\.ipynb$")]
+    private static partial Regex NotebookName();
 
     static int RunNotebook(string notebookDir, string notebook, string output, ExperimentScale scale, string figures)
     {

@@ -11,9 +11,9 @@ internal static class Usage
                     tanh layer: f evaluations, residual and wall time to tolerance.
             """,
         ["reproduce"] = """
-            reproduce [--scale smoke|small|large|paper] [--only NAME,...] [--figures DIR] [--root DIR]
-                    Run every notebook in Deq.Notebooks headless (pinned dotnet-repl) and write
-                    the tables, figures and executed notebooks to paper-figures/ (or DIR).
+            reproduce [--scale smoke|small|large|paper] [--only NAME,...] [--figures DIR] [--root DIR] [--list]
+                    Run the notebooks Deq.Notebooks/NN-name.ipynb headless (pinned dotnet-repl) and write
+                    the tables, figures and executed notebooks to paper-figures/ (or DIR); --list names them.
             """,
         ["train"] = """
             train --model NAME --corpus DIR [options]
@@ -60,7 +60,8 @@ internal static class Usage
             bench [--quick] [--out FILE]
                     Benchmarks on this machine: training memory against depth (fresh process per
                     configuration), runtime at matched quality, solver overhead, f evaluations to
-                    tolerance, f's GFLOP/s; prints a table, writes paper-figures/benchmarks.json.
+                    tolerance, f's GFLOP/s; prints a table, writes paper-figures/benchmarks.json
+                    (--quick: paper-figures/benchmarks-quick.json; --out FILE for either).
             bench memory-probe [--json] [--family trellisnet|transformer] [--mode deq|unrolled]
                   [--iterations N] [--width W] [--seq T] [--batch B] [--broyden-memory M]
                     Peak memory of one training step of one configuration, in this process.

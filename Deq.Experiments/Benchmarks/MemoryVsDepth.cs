@@ -26,6 +26,14 @@ public static class MemoryVsDepth
             ExperimentScale.Large => new(CoreFamily.TrellisNet, 256, 150, 15, [2, 4, 8, 16, 32, 64], [5, 10, 30, 50], 8),
             _ => new(CoreFamily.TrellisNet, 1400, 150, 15, [2, 4, 8, 16, 32, 64], [5, 10, 30, 50], 8),
         };
+
+        // the arrays' values, not "System.Int32[]", when a notebook prints the settings
+        bool PrintMembers(System.Text.StringBuilder b)
+        {
+            b.Append($"Family = {Family}, Width = {Width}, SeqLen = {SeqLen}, Batch = {Batch}, ");
+            b.Append($"Depths = [{string.Join(", ", Depths)}], DeqIterations = [{string.Join(", ", DeqIterations)}], LimitedBroydenMemory = {LimitedBroydenMemory}");
+            return true;
+        }
     }
 
     /// <summary>The measurements, unrolled then DEQ, and the wall time.</summary>

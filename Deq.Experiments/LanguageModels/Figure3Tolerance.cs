@@ -42,6 +42,14 @@ public sealed record Figure3Settings(DeqTransformerConfig Model, LmBudget Budget
             [1e-5, 1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 0.6, 1.0], 50, [1, 2, 3, 5, 8, 12, 20, 30, 40, 50], 1e-7),
         _ => throw new ArgumentOutOfRangeException(nameof(scale), scale, "unknown scale"),
     };
+
+    // the sweeps' values, not "<>z__ReadOnlyArray`1[System.Double]", when a notebook prints the settings
+    bool PrintMembers(System.Text.StringBuilder b)
+    {
+        b.Append($"Model = {Model}, Budget = {Budget}, Tolerances = [{string.Join(", ", Tolerances)}], ToleranceSweepLimit = {ToleranceSweepLimit}, ");
+        b.Append($"Limits = [{string.Join(", ", Limits)}], LimitSweepTolerance = {LimitSweepTolerance}");
+        return true;
+    }
 }
 
 /// <summary>One evaluation of the trained model under one forward-solver setting.</summary>

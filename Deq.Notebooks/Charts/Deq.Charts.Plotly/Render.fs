@@ -10,8 +10,8 @@ open Plotly.NET.ImageExport
 /// Entry point called (by reflection, across an AssemblyLoadContext boundary) with BCL types only.
 /// spec JSON: { title, xTitle, yTitle, logX, logY, width, height,
 ///              series:[{name, x:[..], y:[..], mode:"lines"|"markers"|"lines+markers"}],
-///              htmlPath, pngPath, inline:"require"|"full"|"png"|"none", chromium }
-/// Returns the HTML fragment to display inline ("" when inline = "none").
+///              htmlPath, pngPath, chromium (null: no PNG), embedPlotlyJs }
+/// result JSON: { html (inline fragment), png (base64 or null), pngError (one line or null) }
 type Renderer private () =
     static let str (e: JsonElement) (name: string) (dflt: string) =
         match e.TryGetProperty name with
@@ -32,70 +32,124 @@ type Renderer private () =
                  if x.ValueKind = JsonValueKind.Number then x.GetDouble() else nan |]
         | _ -> [||]
 
+    /// plotly.js as Plotly.NET ships it (an embedded resource), so charts need no network.
+    static let plotlyJs =
+        lazy
+            let asm = typeof<GenericChart>.Assembly
+            let name = $"Plotly.NET.plotly-{Globals.PLOTLYJS_VERSION}.min.js"
+            use stream = asm.GetManifestResourceStream name
+            if isNull stream then failwith $"Plotly.NET carries no resource {name}"
+            use reader = new StreamReader(stream)
+            reader.ReadToEnd()
+
+    /// An axis whose labels read as numbers: exponents as powers (not "100μ"), and on a log axis
+    /// spanning two decades or less every tick labelled in full (not "1000", then "2".."9").
+    static let axis (title: string) (log: bool) (values: float[]) =
+        let positive = values |> Array.filter (fun v -> v > 0.0 && Double.IsFinite v)
+        let narrowLog = log && positive.Length > 0 && Array.max positive / Array.min positive <= 100.0
+        let kind = if log then StyleParam.AxisType.Log else StyleParam.AxisType.Linear
+        if narrowLog then
+            LinearAxis.init (Title = Title.init (Text = title), AxisType = kind, TickFormat = "~g")
+        else
+            LinearAxis.init (Title = Title.init (Text = title), AxisType = kind, ExponentFormat = StyleParam.ExponentFormat.Power)
+
+    /// The inline fragment: a div (holding the static image, if any, until plotly.js draws), plotly.js
+    /// when asked, and a script that draws once plotly.js is there. plotly.js runs with define/module/
+    /// exports shadowed, so it sets window.Plotly even where require.js is loaded (Jupyter).
+    static let inlineHtml (figureJson: string) (embed: bool) (pngBase64: string) (width: int) (height: int) =
+        let id = "deq-chart-" + Guid.NewGuid().ToString "N"
+        let fallback =
+            match pngBase64 with
+            | null -> ""
+            | b64 -> $"<img src=\"data:image/png;base64,{b64}\" width=\"{width}\" alt=\"chart (static image)\"/>"
+        let library =
+            if embed then
+                "<script type=\"text/javascript\">/* plotly.js " + Globals.PLOTLYJS_VERSION + ", embedded by Deq.Charts */\n"
+                + "if (typeof window.Plotly === 'undefined') { (function (define, module, exports) {\n"
+                + plotlyJs.Value + "\n}).call(window); }\n</script>\n"
+            else ""
+        $"<div class=\"deq-chart\" id=\"{id}\" style=\"width:{width}px;max-width:100%%;height:{height}px\">{fallback}</div>\n"
+        + library
+        + "<script type=\"text/javascript\">\n(function () {\n"
+        + $"  var figure = {figureJson};\n"
+        + "  var config = {\"responsive\": true, \"displaylogo\": false};\n"
+        + "  var attempts = 0;\n"
+        + "  function draw() {\n"
+        + $"    var el = document.getElementById('{id}');\n"
+        + "    if (!el) return;\n"
+        + "    // plotly.js comes with the first chart of the session; wait for it if that chart is still loading.\n"
+        + "    if (typeof window.Plotly === 'undefined') { if (attempts++ < 200) setTimeout(draw, 50); return; }\n"
+        + "    el.innerHTML = '';\n"
+        + "    window.Plotly.newPlot(el, figure.data, figure.layout, config);\n"
+        + "  }\n  draw();\n})();\n</script>"
+
+    /// plotly.js itself (for tests and for pages that want it once).
+    static member PlotlyJs() : string = plotlyJs.Value
+
     static member Render(specJson: string) : string =
         use doc = JsonDocument.Parse specJson
         let s = doc.RootElement
-        let traces =
+        let series =
             match s.TryGetProperty "series" with
             | true, arr ->
                 [ for t in arr.EnumerateArray() ->
                     let y = doubles t "y"
                     let x = match doubles t "x" with [||] -> Array.init y.Length float | x -> x
-                    let mode =
-                        match str t "mode" "lines" with
-                        | "markers" -> StyleParam.Mode.Markers
-                        | "lines+markers" -> StyleParam.Mode.Lines_Markers
-                        | _ -> StyleParam.Mode.Lines
-                    Chart.Scatter(x = x, y = y, mode = mode, Name = str t "name" "") ]
+                    str t "name" "", x, y, str t "mode" "lines" ]
             | _ -> []
-        let axisType log = if log then StyleParam.AxisType.Log else StyleParam.AxisType.Linear
+        let traces =
+            [ for name, x, y, mode in series ->
+                let mode =
+                    match mode with
+                    | "markers" -> StyleParam.Mode.Markers
+                    | "lines+markers" -> StyleParam.Mode.Lines_Markers
+                    | _ -> StyleParam.Mode.Lines
+                Chart.Scatter(x = x, y = y, mode = mode, Name = name) ]
+        let xs = series |> List.toArray |> Array.collect (fun (_, x, _, _) -> x)
+        let ys = series |> List.toArray |> Array.collect (fun (_, _, y, _) -> y)
+        let width, height = num s "width" 800, num s "height" 500
         let chart =
             Chart.combine traces
             |> Chart.withTitle (str s "title" "")
-            |> Chart.withXAxis (LinearAxis.init (Title = Title.init (Text = str s "xTitle" ""), AxisType = axisType (flag s "logX")))
-            |> Chart.withYAxis (LinearAxis.init (Title = Title.init (Text = str s "yTitle" ""), AxisType = axisType (flag s "logY")))
-            |> Chart.withSize (num s "width" 800, num s "height" 500)
-        let withJs (r: PlotlyJSReference) c = c |> Chart.withDisplayOptionsStyle (PlotlyJSReference = r)
+            |> Chart.withXAxis (axis (str s "xTitle" "") (flag s "logX") xs)
+            |> Chart.withYAxis (axis (str s "yTitle" "") (flag s "logY") ys)
+            |> Chart.withSize (width, height)
+            // every output path needs plotly.js in the page itself (no network). NB: this mutates the
+            // chart's DisplayOptions, which is why it is set once, here.
+            |> Chart.withDisplayOptionsStyle (PlotlyJSReference = PlotlyJSReference.Full)
         // standalone HTML page with plotly.js embedded (works offline)
         match str s "htmlPath" null with
         | null -> ()
         | p ->
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath p)) |> ignore
-            chart |> withJs PlotlyJSReference.Full |> Chart.saveHtml p
-        // PNG via PuppeteerSharp + system chromium (no browser download)
-        match str s "pngPath" null with
-        | null -> ()
-        | p ->
-            let exe =
-                match str s "chromium" null with
-                | null ->
-                    match Environment.GetEnvironmentVariable "DEQ_CHROMIUM" with
-                    | null | "" -> "/usr/bin/chromium"
-                    | e -> e
-                | e -> e
-            PuppeteerSharpRendererOptions.localBrowserExecutablePath <- Some exe
-            let lo = PuppeteerSharp.LaunchOptions(Headless = true, ExecutablePath = exe)
-            lo.Args <- [| "--no-sandbox"; "--disable-gpu"; "--disable-dev-shm-usage" |]
-            PuppeteerSharpRendererOptions.launchOptions <- lo
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath p)) |> ignore
-            // SavePNG appends ".png" itself -> pass the path without extension
-            let stem = if p.EndsWith ".png" then p.Substring(0, p.Length - 4) else p
-            // the page must carry plotly.js itself (no network needed). NB: withDisplayOptionsStyle
-            // mutates the chart's DisplayOptions, so every output path sets the reference explicitly.
-            chart |> withJs PlotlyJSReference.Full |> Chart.savePNG (stem, Width = num s "width" 800, Height = num s "height" 500)
-        match str s "inline" "require" with
-        | "none" -> ""
-        // whole plotly.js (~3.6 MB) inside the output: works offline, big notebooks
-        | "full" -> chart |> withJs PlotlyJSReference.Full |> GenericChart.toChartHTML
-        // static image: renders everywhere (GitHub viewer, offline); needs pngPath
-        | "png" ->
-            match str s "pngPath" null with
-            | null -> failwith "inline = \"png\" needs pngPath"
-            | p ->
-                let b64 = Convert.ToBase64String(File.ReadAllBytes p)
-                let w = num s "width" 800
-                $"<img src=\"data:image/png;base64,{b64}\" width=\"{w}\"/>"
-        // default, as Plotly.NET.Interactive does: requirejs + plotly.js from the CDN (needs internet in the viewer)
-        | _ ->
-            let cdn = $"https://cdn.plot.ly/plotly-{Globals.PLOTLYJS_VERSION}.min.js"
-            chart |> withJs (PlotlyJSReference.Require cdn) |> GenericChart.toChartHTML
+            chart |> Chart.saveHtml p
+        // PNG via PuppeteerSharp and the Chromium the caller found; a failure comes back as one line.
+        let png, pngError =
+            match str s "chromium" null with
+            | null -> null, null
+            | exe ->
+                let target =
+                    match str s "pngPath" null with
+                    | null -> Path.Combine(Path.GetTempPath(), $"deq-chart-{Guid.NewGuid():N}.png")
+                    | p -> Path.GetFullPath p
+                try
+                    PuppeteerSharpRendererOptions.localBrowserExecutablePath <- Some exe
+                    let lo = PuppeteerSharp.LaunchOptions(Headless = true, ExecutablePath = exe)
+                    lo.Args <- [| "--no-sandbox"; "--disable-gpu"; "--disable-dev-shm-usage" |]
+                    PuppeteerSharpRendererOptions.launchOptions <- lo
+                    Directory.CreateDirectory(Path.GetDirectoryName target) |> ignore
+                    // SavePNG appends ".png" itself: pass the path without it
+                    chart |> Chart.savePNG (target.Substring(0, target.Length - 4), Width = width, Height = height)
+                    let b64 = Convert.ToBase64String(File.ReadAllBytes target)
+                    if isNull (str s "pngPath" null) then File.Delete target
+                    b64, null
+                with e ->
+                    let inner = (match e with :? AggregateException as a -> a.GetBaseException() | e -> e)
+                    let line = inner.Message.Split('\n').[0].Trim()
+                    null, $"headless Chromium ({exe}) failed: {line}"
+        // Plotly.NET leaves the layout's size to its own page ("100%"); inline, the div gives it in pixels
+        let figure = Nodes.JsonNode.Parse(GenericChart.toFigureJson chart)
+        figure["layout"]["width"] <- Nodes.JsonValue.Create width
+        figure["layout"]["height"] <- Nodes.JsonValue.Create height
+        let html = inlineHtml (figure.ToJsonString()) (flag s "embedPlotlyJs") png width height
+        JsonSerializer.Serialize(dict [ "html", html; "png", png; "pngError", pngError ])

@@ -1,0 +1,98 @@
+/// Deq.FSharp, the F# surface the notebooks and examples use: solvers as functions composed with |>,
+/// settings as records, statuses and adjoints as patterns; the same numbers as the C# API.
+module Deq.Tests.Notebooks.FSharpSurfaceTests
+
+open System
+open Expecto
+open TorchSharp
+open Deq.Implicit
+open Deq.FSharp
+open Deq.Tests.Support.DeqProblems
+
+let private layer () = { Seed = 7; N = 6; Batch = 2; Rho = 0.9 }.Build()
+/// The layer's f as an F# function.
+let private fOf (l: Layer) (z: torch.Tensor) = torch.tanh(torch.matmul(z, l.W.T) + torch.matmul(l.X, l.U.T) + l.B)
+let private tight = { Solver.defaults with MaxIter = 100; Tol = 1e-11 }
+
+[<Tests>]
+let tests =
+    testList "F# surface" [
+        test "solvers are built from records, composed with |> and applied as functions" {
+            let l = layer ()
+            let f = fOf l
+            let solve = Solver.broyden { tight with MaxIter = 2 } |> Solver.orElse (Solver.anderson tight) |> Solver.toFunction
+            let r = solve f l.Z0
+            match r with
+            | Converged steps -> Expect.isGreaterThan steps 2 "Broyden's 2 steps, then Anderson's"
+            | _ -> failtestf "expected convergence, got %O" r
+            Expect.isLessThan r.RelLowest 1e-11 "tolerance met"
+            use residual = (f r.Value - r.Value).abs().max()
+            Expect.isLessThan (residual.item<float>()) 1e-9 "a fixed point"
+            Expect.stringContains (Solver.describe (Solver.broyden tight |> Solver.orElse (Solver.anderson tight))) "or else" "describes itself"
+        }
+
+        test "statuses match as patterns, with their reasons" {
+            let l = layer ()
+            match Solver.run (Solver.forwardIteration 1.0 { tight with MaxIter = 3 }) (fOf l) l.Z0 with
+            | MaxIterations reason -> Expect.isNotEmpty reason "reason"
+            | r -> failtestf "expected MaxIterations, got %O" r
+            match Solver.run (Solver.anderson tight |> Solver.withBudget 4) (fOf l) l.Z0 with
+            | BudgetExhausted reason -> Expect.stringContains reason "4" "names the budget"
+            | r -> failtestf "expected BudgetExhausted, got %O" r
+            let nan (z: torch.Tensor) = z * Double.NaN
+            match Solver.run (Solver.anderson tight) nan l.Z0 with
+            | NonFinite _ | Faulted _ | Diverged _ -> ()
+            | r -> failtestf "expected a failure status, got %O" r
+        }
+
+        test "an F# function becomes a solver and back" {
+            let l = layer ()
+            let halfStep = Solver.ofFunction "one forward step" (fun f z0 -> Solver.run (Solver.forwardIteration 1.0 { tight with MaxIter = 1 }) f z0)
+            Expect.equal (Solver.describe halfStep) "one forward step" "description kept"
+            Expect.equal (Solver.run halfStep (fOf l) l.Z0).Evaluations 1 "runs the function"
+        }
+
+        test "Equilibrium.solve and backward give the C# API's z* and gradient, reporting through a pattern" {
+            let forward = Solver.broyden { tight with MaxIter = 60 }
+            let adjoint = Adjoint.Implicit(Solver.broyden { tight with MaxIter = 60 })
+            let run (solveAndBackward: Layer -> torch.Tensor) =
+                let l = layer ()
+                let z = solveAndBackward l
+                z.detach(), (nonNull l.W.grad).clone()
+            let mutable reported = None
+            let settings =
+                { Equilibrium.defaults with
+                    Forward = forward
+                    Adjoint = adjoint
+                    OnBackward = function AdjointSolved r -> reported <- Some r.Steps | AdjointFaulted e -> raise e }
+            let zF, gF = run (fun l ->
+                let eq = Equilibrium.solve settings (fOf l) l.Z0
+                Equilibrium.backward (l.Loss eq.Z)
+                eq.Z)
+            let zC, gC = run (fun l ->
+                let eq = Deq.Implicit.Equilibrium.Solve(l.F, l.Z0, EquilibriumOptions(forward, adjoint))
+                Deq.Implicit.Equilibrium.Backward(l.Loss eq.Z)
+                eq.Z)
+            Expect.isTrue (zF.allclose(zC, rtol = 0.0, atol = 1e-14)) "same z*"
+            Expect.isTrue (gF.allclose(gC, rtol = 0.0, atol = 1e-14)) "same gradient"
+            Expect.isGreaterThan (defaultArg reported 0) 0 "the adjoint's steps arrived as AdjointSolved"
+        }
+
+        test "adjoints match as patterns" {
+            let name (a: Adjoint) =
+                match a with
+                | Implicit _ -> "implicit"
+                | JacobianFree -> "jacobian-free"
+                | Phantom(k, damping) -> sprintf "phantom %d %g" k damping
+                | Unrolled l -> sprintf "unrolled %d" l
+                | Custom _ -> "custom"
+            Expect.sequenceEqual
+                (List.map name [ Adjoint.Implicit(); Adjoint.JacobianFree; Adjoint.Phantom(3, 0.5); Adjoint.Unrolled 4; Equilibrium.defaults.Adjoint ])
+                [ "implicit"; "jacobian-free"; "phantom 3 0.5"; "unrolled 4"; "implicit" ] "each case"
+        }
+
+        test "Deq.FSharp references FSharp.Core 10.0, which the notebook kernels carry" {
+            let core = typeof<SolverSettings>.Assembly.GetReferencedAssemblies() |> Array.find (fun a -> a.Name = "FSharp.Core")
+            Expect.equal (nonNull core.Version) (System.Version(10, 0, 0, 0)) "FSharp.Core assembly version"
+        }
+    ]
