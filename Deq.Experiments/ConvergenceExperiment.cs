@@ -164,7 +164,7 @@ public static class ConvergenceExperiment
         using var scope = torch.NewDisposeScope();
         model.eval();
         var cell = model.Bind(tokens, null);
-        var options = new SolverOptions(MaxIter: evaluations, Tol: 1e-12, DivergenceFactor: 1e12);
+        var options = new SolverOptions(MaxIter: evaluations, Tol: 1e-12, DivergenceFactor: 1e12, MaxGrowth: 1e12);
         foreach (var (name, solver) in new[] { ("Broyden (DEQ)", Broyden.Create(options)), ("forward iteration (weight-tied)", ForwardIteration.Create(options)) })
         {
             var ys = new List<double>();

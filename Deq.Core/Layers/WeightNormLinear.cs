@@ -6,7 +6,8 @@ namespace Deq.Layers;
 
 /// <summary>
 /// A linear map y = x W^T + b whose weight is optionally weight-normalised (W = g v / ||v||, per output row).
-/// The weight is recomputed on every call, so gradients reach g and v through each application of f.
+/// <see cref="Forward"/> recomputes the weight on every call; inside a solve, where f runs dozens of
+/// times on the same parameters, <see cref="Bind"/> computes it once and reuses it.
 /// </summary>
 public sealed class WeightNormLinear : nn.Module
 {
@@ -41,11 +42,31 @@ public sealed class WeightNormLinear : nn.Module
     /// <summary>The effective weight [out, in].</summary>
     public Tensor Weight() => weight_g is null ? weight : WeightNorm.Apply(weight_g, weight);
 
-    /// <summary>x W^T + b over the last dimension.</summary>
-    public Tensor Forward(Tensor x)
+    /// <summary>
+    /// x -> x W^T + b with W computed once, now: call it once per solve (per Bind of f). When grad is on,
+    /// W stays on the tape, so gradients still reach g and v through every use; parameters changed
+    /// afterwards (an optimizer step) need a new Bind.
+    /// </summary>
+    public Func<Tensor, Tensor> Bind()
+    {
+        var w = Weight();
+        return x =>
+        {
+            CheckWidth(x);
+            return nn.functional.linear(x, w, bias);
+        };
+    }
+
+    void CheckWidth(Tensor x)
     {
         if (x.shape[^1] != InFeatures)
             throw new ArgumentException($"WeightNormLinear expects last dimension {InFeatures}; got shape [{string.Join(", ", x.shape)}].", nameof(x));
+    }
+
+    /// <summary>x W^T + b over the last dimension.</summary>
+    public Tensor Forward(Tensor x)
+    {
+        CheckWidth(x);
         return nn.functional.linear(x, Weight(), bias);
     }
 }

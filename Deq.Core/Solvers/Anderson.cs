@@ -30,71 +30,70 @@ public static class Anderson
     /// <summary>An Anderson solver.</summary>
     public static Solver Create(SolverOptions? options = null, AndersonOptions? anderson = null)
     {
-        var o = (options ?? SolverOptions.Default).Validate();
         var a = (anderson ?? AndersonOptions.Default).Validate();
-        Solver solver = (f, z0) => SolveSession.Run("anderson", f, z0, o, (s, start) =>
+        var solver = new SolverMethod<History>("anderson", (ctx, it) => new History(ctx, a.Memory, it.Z), (ctx, h, it) =>
         {
-            long b = s.Batch, n = start.numel() / b;
-            int m = a.Memory;
-            // History of iterates and their residuals g = f(z) - z, [batch, m, n], overwritten as a ring.
-            // Keeping g (not f) lets the mixing run as batched products with no [batch, m, n] temporary.
-            using var xs = SolveSession.Keep(torch.zeros(b, m, n, dtype: start.dtype, device: start.device));
-            using var gs = SolveSession.Keep(torch.zeros(b, m, n, dtype: start.dtype, device: start.device));
-            var shape = start.shape;
-            var z = start;
-            try
-            {
-                for (int k = 0; ; k++)
-                {
-                    using var step = torch.NewDisposeScope();
-                    var fz = s.Evaluate(z);
-                    if (!s.Record(z, fz)) break;
-                    xs.select(1, k % m).copy_(z.reshape(b, n));
-                    gs.select(1, k % m).copy_(fz.reshape(b, n)).sub_(z.reshape(b, n));
-                    int used = Math.Min(k + 1, m);
-                    var next = used == 1 ? fz : Mix(xs, gs, used, a)?.reshape(shape);
-                    if (next is null)
-                    {
-                        s.Stop(SolverStatus.Diverged, $"Anderson's mixing system became singular at step {s.Steps}; raise AndersonOptions.Lambda");
-                        break;
-                    }
-                    z = SolveSession.Advance(z, next, start);
-                }
-            }
-            finally
-            {
-                SolveSession.Release(z, start);
-            }
-        });
-        return SolverDescriptions.Register(solver, $"anderson(m={a.Memory}, {SolverDescriptions.Limits(o)})");
+            int k = ctx.Step - 1, m = a.Memory, slot = k % m;
+            int used = Math.Min(k + 1, m);
+            h.Xs.select(1, slot).copy_(it.Z);
+            var g = h.Gs.select(1, slot).copy_(it.Fz).sub_(it.Z);
+            // One new row (and column) of the Gram matrix G G^T per step, not the whole of it.
+            var row = torch.bmm(g.unsqueeze(1), h.Gs.narrow(1, 0, used).transpose(1, 2)).squeeze(1);    // [b, used]
+            h.Gram.select(1, slot).narrow(1, 0, used).copy_(row);
+            h.Gram.select(2, slot).narrow(1, 0, used).copy_(row);
+            // A singular mixing system (only with Lambda = 0 and a repeated history) takes a plain step instead.
+            var next = used == 1 ? it.Fz : Mix(h, used, a) ?? it.Fz;
+            return new Iterate(next, ctx.Evaluate(next));
+        }).ToSolver(options);
+        return SolverDescriptions.Register(solver, $"anderson(m={a.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
 
-    // Solve [0 1^T; 1 GG^T + lambda I] [c; alpha] = [1; 0] per batch element, then mix
-    // sum_i alpha_i (x_i + beta g_i): beta times the mixed f values plus (1 - beta) times the mixed iterates.
-    static Tensor? Mix(Tensor xs, Tensor gs, int used, AndersonOptions a)
+    // Past iterates and their residuals g = f(z) - z, [batch, m, width], overwritten as a ring (keeping g, not
+    // f, lets the mixing run as batched products with no [batch, m, width] temporary); the residuals' Gram
+    // matrix [batch, m, m]; and the bordered mixing system [batch, m + 1, m + 1], its border fixed.
+    sealed class History
     {
-        long b = xs.shape[0];
-        var x = xs.narrow(1, 0, used);
-        var g = gs.narrow(1, 0, used);
-        var h = torch.zeros(b, used + 1, used + 1, dtype: xs.dtype, device: xs.device);
-        h.select(1, 0).narrow(1, 1, used).fill_(1);
-        h.select(2, 0).narrow(1, 1, used).fill_(1);
-        var gram = torch.bmm(g, g.transpose(1, 2));
+        public History(SolveContext ctx, int m, Tensor z)
+        {
+            Tensor Zeros(params long[] shape) => ctx.Keep(torch.zeros(shape, dtype: z.dtype, device: z.device));
+            Xs = Zeros(ctx.Batch, m, ctx.Width);
+            Gs = Zeros(ctx.Batch, m, ctx.Width);
+            Gram = Zeros(ctx.Batch, m, m);
+            System = Zeros(ctx.Batch, m + 1, m + 1);
+            System.select(1, 0).narrow(1, 1, m).fill_(1);
+            System.select(2, 0).narrow(1, 1, m).fill_(1);
+            Rhs = Zeros(ctx.Batch, m + 1, 1);
+            Rhs.select(1, 0).fill_(1);
+        }
+
+        public Tensor Xs { get; }
+        public Tensor Gs { get; }
+        public Tensor Gram { get; }
+        public Tensor System { get; }
+        public Tensor Rhs { get; }
+    }
+
+    // Solve [0 1^T; 1 GG^T + lambda I] [c; alpha] = [1; 0] per batch element, G = F - X.
+    static Tensor? Mix(History h, int used, AndersonOptions a)
+    {
+        long b = h.Gram.shape[0];
+        var gram = h.Gram.narrow(1, 0, used).narrow(2, 0, used);
+        var system = h.System.narrow(1, 0, used + 1).narrow(2, 0, used + 1);
+        var block = system.narrow(1, 1, used).narrow(2, 1, used);
+        block.copy_(gram);
         // Scale the ridge by the residual size so lambda is unit-free.
-        var scale = gram.diagonal(dim1: 1, dim2: 2).mean([1]).clamp_min(1e-30).reshape(b, 1, 1);
-        var eye = torch.eye(used, dtype: xs.dtype, device: xs.device).unsqueeze(0);
-        h.narrow(1, 1, used).narrow(2, 1, used).copy_(gram + a.Lambda * scale * eye);
-        var rhs = torch.zeros(b, used + 1, 1, dtype: xs.dtype, device: xs.device);
-        rhs.select(1, 0).fill_(1);
+        var scale = gram.diagonal(dim1: 1, dim2: 2).mean([1]).clamp_min(1e-30).reshape(b, 1);
+        block.diagonal(dim1: 1, dim2: 2).add_(scale.mul_(a.Lambda));
         Tensor alpha;
         try
         {
-            alpha = torch.linalg.solve(h, rhs).narrow(1, 1, used).transpose(1, 2);   // [b, 1, used]
+            alpha = torch.linalg.solve(system, h.Rhs.narrow(1, 0, used + 1)).narrow(1, 1, used).transpose(1, 2);   // [b, 1, used]
         }
         catch (System.Runtime.InteropServices.ExternalException)
         {
             return null;
         }
-        return torch.bmm(alpha, x).add_(torch.bmm(alpha, g), alpha: a.Beta).squeeze(1);
+        // sum_i alpha_i (x_i + beta g_i): beta times the mixed f values plus (1 - beta) times the mixed iterates.
+        return torch.bmm(alpha, h.Xs.narrow(1, 0, used)).add_(torch.bmm(alpha, h.Gs.narrow(1, 0, used)), alpha: a.Beta).squeeze(1);
     }
 }

@@ -3,11 +3,46 @@ using static TorchSharp.torch;
 
 namespace Deq.Solvers;
 
-/// <summary>One evaluation of f as seen by <see cref="SolverCombinators.Observed"/>.</summary>
-/// <param name="Evaluation">1-based count of f calls in this solve.</param>
-/// <param name="AbsResidual">||f(z) - z|| per batch element (L2).</param>
-/// <param name="RelResidual">||f(z) - z|| / ||f(z)|| per batch element.</param>
-public sealed record SolverStep(int Evaluation, double[] AbsResidual, double[] RelResidual);
+/// <summary>One solver step as seen by <see cref="SolverCombinators.Observed"/>.</summary>
+/// <param name="Step">1-based count of steps in the observed solve (across the parts of a fallback chain).</param>
+/// <param name="Evaluation">Calls of f so far in the solver that took the step.</param>
+/// <param name="Z">The iterate, shaped like z0; valid only during the callback (clone it to keep it).</param>
+/// <param name="Fz">f at the iterate, likewise.</param>
+/// <param name="AbsResidual">||f(z) - z|| per batch element, in the solver's norm.</param>
+/// <param name="RelResidual">||f(z) - z|| / ||f(z)|| per batch element, in the solver's norm.</param>
+/// <param name="Norm">The norm the residuals are measured in.</param>
+public sealed record SolverStep(int Step, int Evaluation, Tensor Z, Tensor Fz, double[] AbsResidual, double[] RelResidual, ResidualNorm Norm)
+{
+    internal static SolverStep At(SolveContext ctx, Iterate it)
+    {
+        double[] absHost, relHost;
+        using (torch.NewDisposeScope())
+        {
+            var abs = ctx.Norm(it.Fz - it.Z);
+            (absHost, relHost) = (Residuals.ToHost(abs), Residuals.ToHost(abs / (ctx.Norm(it.Fz) + 1e-12)));
+        }
+        // The views belong to the step's scope, which ends after the callback.
+        return new SolverStep(ctx.Step, ctx.Evaluations, it.Z.reshape(ctx.Shape), it.Fz.reshape(ctx.Shape), absHost, relHost, ctx.Options.Norm);
+    }
+}
+
+/// <summary>The observer of the solve running on this thread, set by <see cref="SolverCombinators.Observed"/>.</summary>
+internal static class SolveObserver
+{
+    [ThreadStatic] static Action<SolverStep>? _current;
+
+    public static Action<SolverStep>? Current { get => _current; set => _current = value; }
+
+    /// <summary>Takes the observer for one solve, so that solves nested inside its f do not report to it.</summary>
+    public static Action<SolverStep>? Take()
+    {
+        var o = _current;
+        _current = null;
+        return o;
+    }
+
+    public static void Restore(Action<SolverStep>? observer) => _current = observer;
+}
 
 /// <summary>Functions from solvers to solvers.</summary>
 public static class SolverCombinators
@@ -28,10 +63,28 @@ public static class SolverCombinators
             Evaluations = a.Evaluations + b.Evaluations,
             AbsTrace = [.. a.AbsTrace, .. b.AbsTrace],
             RelTrace = [.. a.RelTrace, .. b.RelTrace],
+            AbsTracePerElement = Concat(a.AbsTracePerElement, b.AbsTracePerElement),
+            RelTracePerElement = Concat(a.RelTracePerElement, b.RelTracePerElement),
+            StepsPerElement = [.. b.StepsPerElement.Select(s => a.Steps + s)],
+            BestStepPerElement = [.. b.BestStepPerElement.Select(s => a.Steps + s)],
             Reason = $"{a.Solver}: {a.Reason}; then {b.Solver}: {b.Reason}",
             Solver = $"{a.Solver}>{b.Solver}",
         };
     }, $"{first.Describe()} or else {fallback.Describe()}");
+
+    // [batch, s1] and [batch, s2] side by side.
+    static double[,] Concat(double[,] a, double[,] b)
+    {
+        if (a.GetLength(0) != b.GetLength(0)) return b;
+        int n = a.GetLength(0), s1 = a.GetLength(1), s2 = b.GetLength(1);
+        var c = new double[n, s1 + s2];
+        for (int i = 0; i < n; i++)
+        {
+            for (int t = 0; t < s1; t++) c[i, t] = a[i, t];
+            for (int t = 0; t < s2; t++) c[i, s1 + t] = b[i, t];
+        }
+        return c;
+    }
 
     /// <summary>
     /// Solves the damped map z + beta (f(z) - z), which has the same fixed points as f but contracts
@@ -48,18 +101,29 @@ public static class SolverCombinators
         }, $"damped({beta}, {inner.Describe()})");
     }
 
-    /// <summary>Calls <paramref name="observer"/> after every evaluation of f with the per-element residuals there.</summary>
+    /// <summary>
+    /// Calls <paramref name="observer"/> after every step of <paramref name="inner"/> (each part of a
+    /// fallback chain) with the step number, z, f(z) and the per-element residuals in the solver's norm.
+    /// Observing copies the residuals to the host each step.
+    /// </summary>
     public static Solver Observed(this Solver inner, Action<SolverStep> observer) => SolverDescriptions.Register<Solver>((f, z0) =>
     {
         int count = 0;
-        return inner(z =>
+        var previous = SolveObserver.Current;
+        SolveObserver.Current = step =>
         {
-            var fz = f(z);
-            if (!fz.shape.SequenceEqual(z.shape)) return fz; // the solver reports the shape error
-            var (abs, rel) = Residuals.PerElement(z, fz);
-            observer(new SolverStep(++count, abs, rel));
-            return fz;
-        }, z0);
+            var numbered = step with { Step = ++count };
+            observer(numbered);
+            previous?.Invoke(numbered);
+        };
+        try
+        {
+            return inner(f, z0);
+        }
+        finally
+        {
+            SolveObserver.Current = previous;
+        }
     }, inner.Describe());
 
     /// <summary>

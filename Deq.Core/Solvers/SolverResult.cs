@@ -19,7 +19,10 @@ public enum SolverStatus
     BudgetExhausted,
 }
 
-/// <summary>The outcome of one solve. Residuals are per batch element; the trace holds the worst element per step.</summary>
+/// <summary>
+/// The outcome of one solve. Residuals are per batch element; <see cref="AbsTrace"/> and <see cref="RelTrace"/>
+/// hold the worst live element per step, <see cref="AbsTracePerElement"/> and <see cref="RelTracePerElement"/> every element.
+/// </summary>
 /// <param name="Value">The lowest-residual iterate, per batch element, shaped like z0 and detached from autograd.</param>
 /// <param name="Status">Why the solve stopped.</param>
 /// <param name="Reason">A sentence for logs: what happened, at which step, for which elements.</param>
@@ -44,6 +47,21 @@ public sealed record SolverResult(
     bool[] ConvergedPerElement,
     string Solver)
 {
+    /// <summary>Steps each batch element took: to meet the tolerance, to fail, or all of them.</summary>
+    public int[] StepsPerElement { get; init; } = [];
+
+    /// <summary>The 1-based step whose iterate <see cref="Value"/> holds, per batch element (0: z0 itself, f(z0) was not finite).</summary>
+    public int[] BestStepPerElement { get; init; } = [];
+
+    /// <summary>Why each batch element stopped: Converged, NonFinite or Diverged (it then keeps its best iterate), else the solve's status.</summary>
+    public SolverStatus[] StatusPerElement { get; init; } = [];
+
+    /// <summary>Absolute residual of every batch element at every step, [batch, steps] (NaN where f was not finite).</summary>
+    public double[,] AbsTracePerElement { get; init; } = new double[0, 0];
+
+    /// <summary>Relative residual of every batch element at every step, [batch, steps].</summary>
+    public double[,] RelTracePerElement { get; init; } = new double[0, 0];
+
     /// <summary>True when every batch element met the tolerance.</summary>
     public bool Converged => Status == SolverStatus.Converged;
 

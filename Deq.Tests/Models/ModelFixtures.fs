@@ -34,9 +34,10 @@ let paramCount (m: torch.nn.Module) = m.parameters() |> Seq.sumBy (fun p -> p.nu
 
 /// Broyden at tight tolerances for both solves, with the given adjoint (an implicit one gets the tight solver too).
 let tight (mode: Adjoint) =
-    // Broyden without line search can leave its basin on these tiny models; Anderson takes over when it does.
+    // Plain Broyden can leave its basin on these tiny models: the safeguard sends an element back to its best
+    // iterate when its residual grows 10x; Anderson, then damped iteration, take over if Broyden still falls short.
     let solver () =
-        Broyden.Create(SolverOptions(MaxIter = 100, Tol = 1e-11))
+        Broyden.Create(SolverOptions(MaxIter = 100, Tol = 1e-11), BroydenOptions(Safeguard = 10.0))
             .OrElse(Anderson.Create(SolverOptions(MaxIter = 300, Tol = 1e-11)))
             .OrElse(ForwardIteration.Create(SolverOptions(MaxIter = 3000, Tol = 1e-11), 0.5))
     let adjoint = match mode with :? ImplicitAdjoint -> Adjoint.Implicit(solver ()) | other -> other

@@ -1,0 +1,112 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Deq.Solvers;
+
+/// <summary>
+/// What a step function sees of the solve: f (checked and counted), the sizes, the options, the
+/// step count, per-element norms, and a place for state that outlives a step.
+/// Every tensor in the protocol is flat, [batch, width].
+/// </summary>
+public sealed class SolveContext : IDisposable
+{
+    readonly Func<Tensor, Tensor> _f;
+    readonly List<Tensor> _kept = [];
+    readonly ScalarType _dtype;
+    readonly Device _device;
+
+    internal SolveContext(string name, Func<Tensor, Tensor> f, Tensor z0, SolverOptions options)
+    {
+        Name = name;
+        _f = f;
+        Options = options;
+        if (z0.dim() < 1 || z0.shape[0] < 1)
+            throw new ArgumentException($"{name}: z0 must be batch-first with at least one element; got shape [{string.Join(", ", z0.shape)}].", nameof(z0));
+        if (!z0.is_floating_point())
+            throw new ArgumentException($"{name}: z0 must be a floating-point tensor; got {z0.dtype}.", nameof(z0));
+        using (torch.NewDisposeScope())
+            if (!torch.isfinite(z0).all().item<bool>())
+                throw new ArgumentException($"{name}: z0 contains NaN or Inf.", nameof(z0));
+        Shape = z0.shape;
+        _dtype = z0.dtype;
+        _device = z0.device;
+        Batch = Shape[0];
+        Width = z0.numel() / Batch;
+        IsFlat = Shape.Length == 2;
+    }
+
+    /// <summary>The solver's name.</summary>
+    public string Name { get; }
+    /// <summary>The solve's options.</summary>
+    public SolverOptions Options { get; }
+    /// <summary>Batch elements.</summary>
+    public long Batch { get; }
+    /// <summary>Entries per batch element.</summary>
+    public long Width { get; }
+    /// <summary>The shape of z0 (f sees this shape; the protocol's tensors are [Batch, Width]).</summary>
+    public long[] Shape { get; }
+    /// <summary>Steps recorded so far (the first, at z0, is step 1).</summary>
+    public int Step { get; internal set; }
+    /// <summary>Calls of f so far.</summary>
+    public int Evaluations { get; private set; }
+
+    internal bool IsFlat { get; }
+    internal SolverStatus? Stopped { get; private set; }
+    internal string StopReason { get; private set; } = "";
+
+    /// <summary>f(z) for a flat z [Batch, Width], checked (same shape, dtype and device) and counted; flat too.</summary>
+    public Tensor Evaluate(Tensor z)
+    {
+        var budget = EvaluationBudget.Current;
+        if (budget is not null && !budget.TryCharge()) throw new EvaluationBudgetExhausted(budget.Limit);
+        Evaluations++;
+        Tensor fz;
+        // f's intermediate tensors go as soon as it returns (with grad off nothing else needs them), so a
+        // step holds f's output, not its every temporary, until the step's scope ends.
+        using (var inner = torch.NewDisposeScope())
+        {
+            fz = _f(IsFlat ? z : z.reshape(Shape));
+            if (inner.Contains(fz)) inner.MoveToOuter(fz);
+        }
+        if (!fz.shape.SequenceEqual(Shape))
+            throw new InvalidOperationException($"{Name}: f changed the shape: z has [{string.Join(", ", Shape)}], f(z) has [{string.Join(", ", fz.shape)}]. A fixed-point map must return its input's shape.");
+        if (fz.dtype != _dtype)
+            throw new InvalidOperationException($"{Name}: f changed the dtype from {_dtype} to {fz.dtype}. Give z0 the dtype f computes in.");
+        var device = fz.device;
+        if (device.type != _device.type || device.index != _device.index)
+            throw new InvalidOperationException($"{Name}: f returned a tensor on {device}, but z0 is on {_device}. Move z0 or f's parameters to one device.");
+        return IsFlat ? fz : fz.reshape(Batch, Width);
+    }
+
+    /// <summary>Takes <paramref name="t"/> out of the step's scope as solver state; the driver frees it when the solve ends.</summary>
+    public Tensor Keep(Tensor t)
+    {
+        t.DetachFromDisposeScope();
+        _kept.Add(t);
+        return t;
+    }
+
+    /// <summary>The norm of each row of a flat [Batch, Width] tensor, in the options' norm: [Batch].</summary>
+    public Tensor Norm(Tensor flat) => Norms.PerRow(flat, Options.Norm);
+
+    /// <summary>Ends the solve for a reason the solver detected itself (the first reason given wins).</summary>
+    public void Stop(SolverStatus status, string reason)
+    {
+        Stopped ??= status;
+        if (StopReason.Length == 0) StopReason = reason;
+    }
+
+    /// <summary>Frees the kept state.</summary>
+    public void Dispose()
+    {
+        foreach (var t in _kept) t.Dispose();
+        _kept.Clear();
+    }
+}
+
+/// <summary>Per-row vector norms.</summary>
+internal static class Norms
+{
+    public static Tensor PerRow(Tensor flat, ResidualNorm norm) =>
+        norm == ResidualNorm.L2 ? flat.norm(1) : flat.abs().amax(1);
+}
