@@ -43,7 +43,7 @@ public static class Anderson
             h.Gram.select(2, slot).narrow(1, 0, used).copy_(row);
             // A singular mixing system (only with Lambda = 0 and a repeated history) takes a plain step instead.
             var next = used == 1 ? it.Fz : Mix(h, used, a) ?? it.Fz;
-            return new Iterate(next, ctx.Evaluate(next));
+            return new Iterate(next, ctx.Evaluate(next, done: it));
         }).ToSolver(options);
         return SolverDescriptions.Register(solver, $"anderson(m={a.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }

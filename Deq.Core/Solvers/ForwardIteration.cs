@@ -14,7 +14,7 @@ public static class ForwardIteration
         var solver = SolverMethod.Create(name, (ctx, it) =>
         {
             var z = damping == 1.0 ? it.Fz : it.Z.lerp(it.Fz, damping);
-            return new Iterate(z, ctx.Evaluate(z));
+            return new Iterate(z, ctx.Evaluate(z, done: it));
         }, options);
         return SolverDescriptions.Register(solver, $"{name}({SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }

@@ -78,6 +78,18 @@ public sealed class SolveContext : IDisposable
         return IsFlat ? fz : fz.reshape(Batch, Width);
     }
 
+    /// <summary>
+    /// <see cref="Evaluate(Tensor)"/> after freeing <paramref name="done"/>, the step's current iterate, except
+    /// <paramref name="z"/> itself: for a step that no longer needs it (its history holds copies), so that f runs
+    /// with two fewer copies of z alive. The driver skips what is already freed.
+    /// </summary>
+    public Tensor Evaluate(Tensor z, Iterate done)
+    {
+        foreach (var t in new[] { done.Z, done.Fz })
+            if (!ReferenceEquals(t, z) && !t.IsInvalid) t.Dispose();
+        return Evaluate(z);
+    }
+
     /// <summary>Takes <paramref name="t"/> out of the step's scope as solver state; the driver frees it when the solve ends.</summary>
     public Tensor Keep(Tensor t)
     {

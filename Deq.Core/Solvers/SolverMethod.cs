@@ -12,7 +12,7 @@ namespace Deq.Solvers;
 /// <typeparam name="TState">The solver's own state (history, factors); a class mutated in place.</typeparam>
 /// <param name="Name">The name results carry, e.g. "anderson".</param>
 /// <param name="Init">State from the first iterate.</param>
-/// <param name="Step">The next iterate from the current one; calls <see cref="SolveContext.Evaluate"/> once (or more, for a line search).</param>
+/// <param name="Step">The next iterate from the current one; calls <see cref="SolveContext.Evaluate(TorchSharp.torch.Tensor)"/> once (or more, for a line search).</param>
 /// <param name="Done">Called once when the solve ends, if given.</param>
 public sealed record SolverMethod<TState>(
     string Name,
