@@ -57,17 +57,19 @@ internal static class Usage
                     Read a corpus directory and print its vocabulary and token counts.
             """,
         ["bench"] = """
-            bench [--quick] [--out FILE]
+            bench [--quick] [--memory | --paper-memory] [--out FILE]
                     Benchmarks on this machine: training memory against depth (fresh process per
                     configuration), runtime at matched quality, solver overhead, f evaluations to
                     tolerance, f's GFLOP/s, the toy's solver overheads; prints a table, writes
                     paper-figures/benchmarks.json (--quick: paper-figures/benchmarks-quick.json;
-                    --out FILE for either).
+                    --out FILE for either). --memory / --paper-memory: only the memory targets / the
+                    paper's PTB width, merged into that file.
             bench toy
                     Per-iteration solver overhead over f on the toy DEQ (D 128, batch 64), one thread.
-            bench memory-probe [--json] [--family trellisnet|transformer] [--mode deq|unrolled]
+            bench memory-probe [--json] [--ledger] [--family trellisnet|transformer] [--mode deq|unrolled]
                   [--iterations N] [--width W] [--seq T] [--batch B] [--broyden-memory M]
-                    Peak memory of one training step of one configuration, in this process.
+                    Peak memory of one training step of one configuration, in this process
+                    (--ledger: its memory ledger).
             """,
     };
 
