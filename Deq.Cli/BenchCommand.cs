@@ -1,25 +1,40 @@
+using System.Text.Json.Nodes;
 using Deq.Experiments;
 using Deq.Experiments.Benchmarks;
 
 namespace Deq.Cli;
 
-/// <summary>`deq bench [--quick] [--out FILE]`: the benchmarks (full: paper-figures/benchmarks.json, quick:
-/// benchmarks-quick.json beside it); `deq bench memory-probe` measures one configuration; `deq bench toy` the toy's solver overheads.</summary>
+/// <summary>`deq bench [--quick] [--memory | --paper-memory] [--out FILE]`: the benchmarks (full: paper-figures/benchmarks.json, quick:
+/// benchmarks-quick.json beside it; --memory: only the memory targets, --paper-memory: only the paper's PTB width, each merged
+/// into that file); `deq bench memory-probe` measures one configuration; `deq bench toy` the toy's solver overheads.</summary>
 internal static class BenchCommand
 {
     public static int Run(string[] args)
     {
         if (args.FirstOrDefault() == "memory-probe") return MemoryProbeCommand.Run(args[1..]);
         if (args.FirstOrDefault() == "toy") return Toy();
-        bool quick = args.Contains("--quick");
-        var opts = CliArgs.Parse(args.Where(a => a != "--quick").ToArray(), new() { ["out"] = "" });
+        bool quick = args.Contains("--quick"), memory = args.Contains("--memory"), paper = args.Contains("--paper-memory");
+        var opts = CliArgs.Parse(args.Where(a => a is not ("--quick" or "--memory" or "--paper-memory")).ToArray(), new() { ["out"] = "" });
         // a quick run never replaces the committed full results unless --out names that file
         var file = quick ? "benchmarks-quick.json" : "benchmarks.json";
         var output = opts.Text("out") is { Length: > 0 } o ? Path.GetFullPath(o)
             : Environment.GetEnvironmentVariable(PaperFigures.Variable) is { Length: > 0 } d ? Path.Combine(d, file)
             : Path.Combine(Reproduce.FindRepositoryRoot(), "paper-figures", file);
+        var settings = quick ? BenchmarkSuite.Settings.Quick : BenchmarkSuite.Settings.Full;
+        if (memory || paper)
+        {
+            // One section, merged into the report that is already there (the rest of it is kept).
+            Console.WriteLine($"deq bench {(paper ? "--paper-memory" : "--memory")} ({(quick ? "quick" : "full")}): CPU, updating {output}");
+            var (key, section, text) = BenchmarkSuite.RunMemorySection(settings, paper);
+            var report = File.Exists(output) ? JsonNode.Parse(File.ReadAllText(output)) as JsonObject ?? new JsonObject() : new JsonObject();
+            report[key] = section;
+            AtomicFile.WriteAllText(output, BenchmarkSuite.ToText(report));
+            Console.WriteLine(text);
+            Console.WriteLine($"wrote {key} into {output}");
+            return 0;
+        }
         Console.WriteLine($"deq bench ({(quick ? "quick" : "full")}): CPU, writing {output}");
-        var (json, table) = BenchmarkSuite.Run(quick ? BenchmarkSuite.Settings.Quick : BenchmarkSuite.Settings.Full, quick ? "quick" : "full");
+        var (json, table) = BenchmarkSuite.Run(settings, quick ? "quick" : "full");
         AtomicFile.WriteAllText(output, BenchmarkSuite.ToText(json));
         Console.WriteLine();
         Console.WriteLine(table);

@@ -2,13 +2,13 @@ using Deq.Experiments.Benchmarks;
 
 namespace Deq.Cli;
 
-/// <summary>`deq bench memory-probe`: one configuration's peak training memory, measured in this (fresh) process.</summary>
+/// <summary>`deq bench memory-probe [--ledger] [--json]`: one configuration's peak training memory (or, with --ledger, its memory ledger), measured in this (fresh) process.</summary>
 internal static class MemoryProbeCommand
 {
     public static int Run(string[] args)
     {
-        bool json = args.Contains("--json");
-        var opts = CliArgs.Parse(args.Where(a => a != "--json").ToArray(), new()
+        bool json = args.Contains("--json"), ledger = args.Contains("--ledger");
+        var opts = CliArgs.Parse(args.Where(a => a != "--json" && a != "--ledger").ToArray(), new()
         {
             ["family"] = "trellisnet", ["mode"] = "deq", ["iterations"] = "30", ["backward-iterations"] = "0",
             ["width"] = "256", ["seq"] = "150", ["batch"] = "15", ["broyden-memory"] = "30", ["device"] = "cpu", ["seed"] = "0", ["solvers"] = "lean",
@@ -19,6 +19,12 @@ internal static class MemoryProbeCommand
             Iterations: opts.Int("iterations"), Width: opts.Int("width"), SeqLen: opts.Int("seq"), Batch: opts.Int("batch"),
             BackwardIterations: opts.Int("backward-iterations"), BroydenMemory: opts.Int("broyden-memory"),
             Device: opts.Text("device"), Seed: opts.Int("seed"), Solvers: Parse<ProbeSolvers>(opts.Text("solvers"), "solvers")).Validate();
+        if (ledger)
+        {
+            var l = TrainingMemory.LedgerInThisProcess(config);
+            Console.WriteLine(json ? TrainingMemory.ToJson(l) : $"{config.Label}, seq {config.SeqLen}, batch {config.Batch}: memory ledger of one step{Environment.NewLine}{l}");
+            return 0;
+        }
         var m = TrainingMemory.ProbeInThisProcess(config);
         if (json) Console.WriteLine(TrainingMemory.ToJson(m));
         else

@@ -45,10 +45,35 @@ internal sealed class AdjointHook : torch.autograd.SingleTensorFunction<AdjointH
 
     public override string Name => "DeqAdjointHook";
 
-    public static Tensor Attach(Tensor fzStar, Tensor zStar, Problem problem) => apply(fzStar, problem, zStar);
+    [ThreadStatic] static torch.autograd.AutogradContext? _attaching;
+
+    public static Tensor Attach(Tensor fzStar, Tensor zStar, Problem problem)
+    {
+        var output = apply(fzStar, problem, zStar);
+        ReleaseOutputPlaceholder(_attaching);
+        _attaching = null;
+        return output;
+    }
+
+    // TorchSharp's node keeps torch.empty_like(output) for the graph's lifetime, only to materialise a zero gradient
+    // for an output that receives none. This node's one output always receives one, so that placeholder (one z: untouched
+    // pages on CPU, real memory on CUDA) is released here. It is a private field of TorchSharp 0.107's Node<T>: where it
+    // is missing (another version), nothing happens.
+    static void ReleaseOutputPlaceholder(torch.autograd.AutogradContext? ctx)
+    {
+        const System.Reflection.BindingFlags Private = System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance;
+        var node = ctx is null ? null : typeof(torch.autograd.AutogradContext).GetField("_node", Private)?.GetValue(ctx);
+        if (node?.GetType().GetField("_outputCache", Private)?.GetValue(node) is not List<Tensor> cache) return;
+        for (int i = 0; i < cache.Count; i++)
+        {
+            cache[i]?.Dispose();
+            cache[i] = null!;
+        }
+    }
 
     public override Tensor forward(torch.autograd.AutogradContext ctx, params object[] vars)
     {
+        _attaching = ctx;
         // vars: f(z*), the problem, z* (an input, so that saving it is plain autograd; it gets no gradient).
         ctx.save_for_backward([(Tensor)vars[0], (Tensor)vars[2]]);
         ctx.save_data(ProblemKey, vars[1]);
@@ -57,6 +82,7 @@ internal sealed class AdjointHook : torch.autograd.SingleTensorFunction<AdjointH
 
     public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor gradOutput)
     {
+        if (gradOutput.IsInvalid) return [null!, null!, null!];   // no gradient reached f(z*) (its placeholder is released)
         var problem = (Problem)ctx.get_data(ProblemKey);
         var saved = ctx.get_saved_variables();
         try
@@ -66,6 +92,8 @@ internal sealed class AdjointHook : torch.autograd.SingleTensorFunction<AdjointH
         finally
         {
             foreach (var t in saved) t.Dispose();
+            // dL/dz* (one z): our handle would otherwise keep it alive until the caller's scope ends, past the rest of backward.
+            gradOutput.Dispose();
         }
     }
 

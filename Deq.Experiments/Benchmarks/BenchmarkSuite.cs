@@ -10,7 +10,7 @@ namespace Deq.Experiments.Benchmarks;
 /// <summary>`deq bench`: memory against depth and iterations, runtime at matched quality, solver overhead, f evaluations, f's GFLOP/s.</summary>
 public static class BenchmarkSuite
 {
-    /// <summary>Sizes of every part (full: about 10 minutes on 2 idle cores; quick: 1-2 minutes).</summary>
+    /// <summary>Sizes of every part (full: about 10 minutes on 2 idle cores, plus about 20 for the memory targets under load; quick: a few minutes).</summary>
     /// <param name="Memory">Memory-against-depth settings.</param>
     /// <param name="SpeedWidth">TrellisNet width of the runtime comparison.</param>
     /// <param name="SpeedSeqLen">Its sequence length.</param>
@@ -22,15 +22,16 @@ public static class BenchmarkSuite
     /// <param name="TrainSteps">Brief training steps before the second f-evaluation count.</param>
     /// <param name="Tol">Relative forward tolerance throughout.</param>
     /// <param name="MaxIter">Solver iteration limit throughout (and the deepest matched stack).</param>
-    public sealed record Settings(MemoryVsDepth.Settings Memory, int SpeedWidth, int SpeedSeqLen, int SpeedBatch, int Repeats,
+    /// <param name="Targets">The memory targets (<see cref="MemoryTargets"/>).</param>
+    public sealed record Settings(MemoryVsDepth.Settings Memory, MemoryTargets.Settings Targets, int SpeedWidth, int SpeedSeqLen, int SpeedBatch, int Repeats,
         int OverheadWidth, int OverheadSeqLen, int OverheadBatch, int TrainSteps, double Tol, int MaxIter)
     {
         /// <summary>The full benchmark.</summary>
-        public static Settings Full { get; } = new(MemoryVsDepth.Settings.For(ExperimentScale.Small), 64, 150, 15, 3, 512, 30, 4, 40, 1e-3, 100);
+        public static Settings Full { get; } = new(MemoryVsDepth.Settings.For(ExperimentScale.Small), MemoryTargets.Settings.Full, 64, 150, 15, 3, 512, 30, 4, 40, 1e-3, 100);
 
         /// <summary>The quick one (for tests and CI): smaller widths, fewer depths and steps.</summary>
         public static Settings Quick { get; } = new(
-            new MemoryVsDepth.Settings(CoreFamily.TrellisNet, 32, 150, 15, [2, 4, 8, 16], [5, 30, 50], 0), 32, 50, 8, 1, 512, 10, 2, 10, 1e-3, 60);
+            new MemoryVsDepth.Settings(CoreFamily.TrellisNet, 32, 150, 15, [2, 4, 8, 16], [5, 30, 50], 0), MemoryTargets.Settings.Quick, 32, 50, 8, 1, 512, 10, 2, 10, 1e-3, 60);
     }
 
     /// <summary>Runs everything and returns the JSON report and a printable table.</summary>
@@ -53,7 +54,7 @@ public static class BenchmarkSuite
         var mem = MemoryVsDepth.Run(s.Memory);
         var at5 = mem.Deq.FirstOrDefault(m => m.Config.Iterations == 5);
         var at50 = mem.Deq.FirstOrDefault(m => m.Config.Iterations == 50);
-        json["memory_setting"] = $"DEQ-TrellisNet core, width (h) {s.Memory.Width}, seq {s.Memory.SeqLen}, batch {s.Memory.Batch}, float32; DEQ: Broyden forward and backward, N steps each, memory 30";
+        json["memory_setting"] = $"DEQ-TrellisNet core, width (h) {s.Memory.Width}, seq {s.Memory.SeqLen}, batch {s.Memory.Batch}, float32; DEQ: the lean training default, N steps each; limited: Broyden pair, memory {s.Memory.LimitedBroydenMemory}";
         json["memory_reduction_vs_unrolled_L16"] = Num(mem.ReductionAt(16));
         json["memory_reduction_vs_unrolled_L64"] = Num(mem.ReductionAt(64));
         json["deq_memory_growth_iters_5_to_50"] = at5 is not null && at50 is not null ? Num((double)at50.PeakBytes / at5.PeakBytes) : null;
@@ -70,6 +71,8 @@ public static class BenchmarkSuite
         foreach (var m in mem.Unrolled) table.AppendLine($"  unrolled L={m.Config.Iterations,-3} {m.PeakMiB,9:F1} MiB  ({m.PeakInStates,6:F1} x z)");
         foreach (var m in mem.Deq) table.AppendLine($"  DEQ N={m.Config.Iterations,-3}      {m.PeakMiB,9:F1} MiB  ({m.PeakInStates,6:F1} x z)");
         if (mem.DeqLimited is { } l) table.AppendLine($"  DEQ N=30 m={l.Config.BroydenMemory,-2}   {l.PeakMiB,9:F1} MiB  ({l.PeakInStates,6:F1} x z)");
+
+        json["memory_targets"] = MemoryTargets.Run(s.Targets, table);
 
         // Runtime at matched quality.
         Progress.Report("bench: runtime at matched quality");
@@ -147,6 +150,29 @@ public static class BenchmarkSuite
         table.AppendLine($"{run.Machine}, {run.Device}, commit {run.Commit}, wall {clock.Elapsed.TotalMinutes:F1} min.");
         return (json, table.ToString());
     }
+
+    /// <summary>
+    /// Only the memory targets (<paramref name="paperWidth"/>: only the paper's PTB width), as a section to merge into
+    /// benchmarks.json under <see cref="SectionName"/>, stamped with machine, commit and date.
+    /// </summary>
+    public static (string Key, JsonObject Json, string Table) RunMemorySection(Settings s, bool paperWidth)
+    {
+        var clock = Stopwatch.StartNew();
+        torch.set_num_threads(1);
+        var run = RunInfo.Capture(ExperimentScale.Small);
+        var table = new StringBuilder();
+        var json = paperWidth ? MemoryTargets.PaperWidth(s.Targets, table) : MemoryTargets.Run(s.Targets, table);
+        json["machine"] = run.Machine;
+        json["commit"] = run.Commit;
+        json["date"] = run.Date.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture);
+        json["memory_method"] = TrainingMemory.CpuMethod;
+        json["wall_seconds"] = Num(clock.Elapsed.TotalSeconds);
+        table.AppendLine($"{run.Machine}, {run.Device}, commit {run.Commit}, wall {clock.Elapsed.TotalMinutes:F1} min.");
+        return (SectionName(paperWidth), json, table.ToString());
+    }
+
+    /// <summary>The benchmarks.json key of a memory section.</summary>
+    public static string SectionName(bool paperWidth) => paperWidth ? "memory_paper_width" : "memory_targets";
 
     /// <summary>Serialises the report, indented.</summary>
     public static string ToText(JsonObject json) => json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });

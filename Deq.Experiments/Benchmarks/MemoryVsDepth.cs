@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace Deq.Experiments.Benchmarks;
 
 /// <summary>
-/// Training memory against depth: the DEQ (at several Broyden iteration counts) against the weight-tied
+/// Training memory against depth: the DEQ (the lean training default, at several iteration counts) against the weight-tied
 /// stack unrolled L times, same f, each configuration in a fresh process (<see cref="TrainingMemory"/>).
 /// </summary>
 public static class MemoryVsDepth
@@ -14,8 +14,8 @@ public static class MemoryVsDepth
     /// <param name="SeqLen">Sequence length (paper: 150).</param>
     /// <param name="Batch">Batch (paper: 15).</param>
     /// <param name="Depths">Unrolled depths L.</param>
-    /// <param name="DeqIterations">Broyden iteration counts N for the DEQ (forward and backward).</param>
-    /// <param name="LimitedBroydenMemory">Also measure the DEQ at N = 30 with Broyden memory this small (0: skip).</param>
+    /// <param name="DeqIterations">Iteration counts N for the DEQ (forward and backward, the lean default).</param>
+    /// <param name="LimitedBroydenMemory">Also measure the DEQ at N = 30 with the Broyden pair at this memory (0: skip).</param>
     public sealed record Settings(CoreFamily Family, int Width, int SeqLen, int Batch, int[] Depths, int[] DeqIterations, int LimitedBroydenMemory)
     {
         /// <summary>The preset for a scale. Paper: the PTB DEQ-TrellisNet width (h 1400) at seq 150, batch 15 (a GPU-sized run; the probe is CPU-only).</summary>
@@ -39,8 +39,8 @@ public static class MemoryVsDepth
     /// <summary>The measurements, unrolled then DEQ, and the wall time.</summary>
     /// <param name="Settings">What ran.</param>
     /// <param name="Unrolled">One per depth.</param>
-    /// <param name="Deq">One per iteration count (Broyden memory 30).</param>
-    /// <param name="DeqLimited">The DEQ at N = 30 with the limited Broyden memory, or null.</param>
+    /// <param name="Deq">One per iteration count (the lean default).</param>
+    /// <param name="DeqLimited">The DEQ at N = 30 with the Broyden pair at the limited memory, or null.</param>
     /// <param name="Wall">Wall time.</param>
     public sealed record Result(Settings Settings, IReadOnlyList<MemoryMeasurement> Unrolled, IReadOnlyList<MemoryMeasurement> Deq, MemoryMeasurement? DeqLimited, TimeSpan Wall)
     {
@@ -65,7 +65,7 @@ public static class MemoryVsDepth
         }
         var unrolled = s.Depths.Select(l => Measure(baseConfig with { Mode = ProbeMode.Unrolled, Iterations = l })).ToArray();
         var deq = s.DeqIterations.Select(n => Measure(baseConfig with { Mode = ProbeMode.Deq, Iterations = n })).ToArray();
-        var limited = s.LimitedBroydenMemory > 0 ? Measure(baseConfig with { Mode = ProbeMode.Deq, Iterations = 30, BroydenMemory = s.LimitedBroydenMemory }) : null;
+        var limited = s.LimitedBroydenMemory > 0 ? Measure(baseConfig with { Mode = ProbeMode.Deq, Iterations = 30, Solvers = ProbeSolvers.Broyden, BroydenMemory = s.LimitedBroydenMemory }) : null;
         return new Result(s, unrolled, deq, limited, clock.Elapsed);
     }
 }

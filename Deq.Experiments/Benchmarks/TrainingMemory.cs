@@ -32,7 +32,7 @@ public static class TrainingMemory
     /// <summary>Serialises a measurement as one JSON line.</summary>
     public static string ToJson(MemoryMeasurement m) => JsonSerializer.Serialize(m, Json);
 
-    /// <summary>Parses what <see cref="ToJson"/> wrote.</summary>
+    /// <summary>Parses what <see cref="ToJson(MemoryMeasurement)"/> wrote.</summary>
     public static MemoryMeasurement FromJson(string json) =>
         JsonSerializer.Deserialize<MemoryMeasurement>(json, Json) ?? throw new InvalidOperationException("memory probe: empty JSON");
 
@@ -40,7 +40,25 @@ public static class TrainingMemory
     /// Measures <paramref name="config"/> in a fresh `deq bench memory-probe` process and returns what it printed.
     /// Throws <see cref="InvalidOperationException"/> with the child's error when it fails or cannot be found.
     /// </summary>
-    public static MemoryMeasurement MeasureInFreshProcess(MemoryProbeConfig config, TimeSpan? timeout = null)
+    public static MemoryMeasurement MeasureInFreshProcess(MemoryProbeConfig config, TimeSpan? timeout = null) =>
+        FromJson(RunChild(config, ProbeArguments(config), timeout));
+
+    /// <summary>The minimum of <paramref name="runs"/> fresh-process probes of <paramref name="config"/> (by peak), as the targets are defined.</summary>
+    public static MemoryMeasurement MinimumOfFreshProcesses(MemoryProbeConfig config, int runs = 3, TimeSpan? timeout = null) =>
+        Enumerable.Range(0, Math.Max(1, runs)).Select(_ => MeasureInFreshProcess(config, timeout)).MinBy(m => m.PeakBytes)!;
+
+    /// <summary>The <see cref="MemoryLedger"/> of one step of <paramref name="config"/>, measured in a fresh `deq bench memory-probe --ledger` process.</summary>
+    public static MemoryLedger LedgerInFreshProcess(MemoryProbeConfig config, TimeSpan? timeout = null) =>
+        LedgerFromJson(RunChild(config, [.. ProbeArguments(config), "--ledger"], timeout));
+
+    /// <summary>Parses what <see cref="ToJson(MemoryLedger)"/> wrote.</summary>
+    public static MemoryLedger LedgerFromJson(string json) =>
+        JsonSerializer.Deserialize<MemoryLedger>(json, Json) ?? throw new InvalidOperationException("memory probe: empty ledger JSON");
+
+    /// <summary>Serialises a ledger as one JSON line.</summary>
+    public static string ToJson(MemoryLedger ledger) => JsonSerializer.Serialize(ledger, Json);
+
+    static string RunChild(MemoryProbeConfig config, string[] arguments, TimeSpan? timeout)
     {
         config.Validate();
         var (file, prefix) = DeqExecutable.Locate();
@@ -48,21 +66,21 @@ public static class TrainingMemory
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
-        foreach (var a in prefix.Concat(ProbeArguments(config))) psi.ArgumentList.Add(a);
+        foreach (var a in prefix.Concat(arguments)) psi.ArgumentList.Add(a);
         using var child = Process.Start(psi) ?? throw new InvalidOperationException($"memory probe: could not start {file}");
         var stderr = child.StandardError.ReadToEndAsync();
         var stdout = child.StandardOutput.ReadToEndAsync();
-        if (!child.WaitForExit(timeout ?? TimeSpan.FromMinutes(30)))
+        var limit = timeout ?? TimeSpan.FromMinutes(30);
+        if (!child.WaitForExit(limit))
         {
             child.Kill(entireProcessTree: true);
-            throw new InvalidOperationException($"memory probe {config.Label}: timed out after {(timeout ?? TimeSpan.FromMinutes(30)).TotalSeconds:F0} s");
+            throw new InvalidOperationException($"memory probe {config.Label}: timed out after {limit.TotalSeconds:F0} s");
         }
         var output = stdout.Result;
         if (child.ExitCode != 0)
             throw new InvalidOperationException($"memory probe {config.Label} failed (exit {child.ExitCode}): {Tail(stderr.Result + output)}");
-        var line = output.Split('\n').Select(l => l.Trim()).LastOrDefault(l => l.StartsWith('{'))
+        return output.Split('\n').Select(l => l.Trim()).LastOrDefault(l => l.StartsWith('{'))
             ?? throw new InvalidOperationException($"memory probe {config.Label}: no JSON line in its output: {Tail(output)}");
-        return FromJson(line);
     }
 
     /// <summary>The command-line arguments after `deq` that probe <paramref name="config"/>.</summary>
@@ -113,6 +131,25 @@ public static class TrainingMemory
             $"{CpuMethod}; allocator: {Deq.Native.FreedMemory.Status}");
     }
 
+    /// <summary>
+    /// The probe's ledger in THIS process (what `memory-probe --ledger` does): warm-up step, then
+    /// <see cref="MemoryLedger.Measure"/> of one step with the configured solvers (Adam's two slots per parameter).
+    /// </summary>
+    public static MemoryLedger LedgerInThisProcess(MemoryProbeConfig config)
+    {
+        config.Validate();
+        if (config.Device != "cpu")
+            throw new InvalidOperationException("memory ledger: CPU only; TorchSharp 0.107 exposes no CUDA allocator statistics.");
+        torch.set_num_threads(1);
+        using var core = BenchCore.Create(config.Family, config.Width, config.SeqLen, config.Batch, torch.CPU, config.Seed);
+        core.Module.train();
+        Step(core, config with { Iterations = 1, BackwardIterations = 1 });
+        Settle();
+        using var scope = torch.NewDisposeScope();
+        var bound = core.Bind();
+        return MemoryLedger.Measure(bound.F, bound.Z0, OptionsOf(config), z => z.square().mean(), core.Module);
+    }
+
     /// <summary>The equilibrium options the probe uses for a DEQ step: the configured solver pair, every step taken.</summary>
     public static EquilibriumOptions DeqOptions(MemoryProbeConfig c)
     {
@@ -127,13 +164,15 @@ public static class TrainingMemory
             Adjoint.Implicit(Broyden.Create(new SolverOptions(MaxIter: c.EffectiveBackwardIterations, Tol: unreachable), broyden)));
     }
 
+    static EquilibriumOptions OptionsOf(MemoryProbeConfig c) =>
+        c.Mode == ProbeMode.Deq ? DeqOptions(c) : new EquilibriumOptions(Adjoint: Adjoint.Unrolled(c.Iterations));
+
     // One training step: bind (injection), solve or unroll, a scalar loss on z*, backward.
     static (int Forward, int Backward, double Residual) Step(BenchCore core, MemoryProbeConfig c)
     {
         using var scope = torch.NewDisposeScope();
         BackwardReport? backward = null;
-        var options = (c.Mode == ProbeMode.Deq ? DeqOptions(c) : new EquilibriumOptions(Adjoint: Adjoint.Unrolled(c.Iterations)))
-            with { OnBackward = r => backward = r };
+        var options = OptionsOf(c) with { OnBackward = r => backward = r };
         var bound = core.Bind();
         var eq = Equilibrium.Solve(bound.F, bound.Z0, options);
         Equilibrium.Backward(eq.Z.square().mean());

@@ -67,3 +67,74 @@ let tests =
             Expect.isGreaterThanOrEqual timed.Elapsed TimeSpan.Zero "time"
         }
     ]
+
+// A contraction f(z) = tanh(0.3 (W z + b)), W and b in a Linear module, float64, for the ledger's bookkeeping.
+let tinyCell () =
+    torch.manual_seed 1L |> ignore
+    let cell = torch.nn.Linear(4L, 4L, dtype = torch.ScalarType.Float64)
+    cell, Func<torch.Tensor, torch.Tensor>(fun z -> torch.tanh(cell.forward(z) * 0.3))
+
+[<Tests>]
+let ledgerTests =
+    testList "memory ledger" [
+        test "the peak is the static part plus the larger of the forward solve and graph + backward" {
+            let l = Deq.Training.MemoryLedger(100L, 10L, 10L, 20L, 500L, 300L, 400L, "m")
+            Expect.equal l.StaticBytes 40L "parameters + gradients + optimizer"
+            Expect.equal l.StepPeakBytes 700L "graph + backward beats the forward solve"
+            Expect.equal l.PeakBytes 740L "peak"
+            Expect.floatClose Accuracy.high (l.Copies 740L) 7.4 "copies of z"
+            let forwardBound = Deq.Training.MemoryLedger(100L, 0L, 0L, 0L, 900L, 300L, 400L, "m")
+            Expect.equal forwardBound.StepPeakBytes 900L "the forward solve beats graph + backward"
+            Expect.sequenceEqual (l.Phases |> Seq.map (fun p -> p.Value)) [ 10L; 10L; 20L; 500L; 300L; 400L ] "phases in order"
+            Expect.stringContains (string l) "step peak" "printable"
+            Expect.isTrue (Double.IsNaN(Deq.Training.MemoryLedger(0L, 0L, 0L, 0L, 0L, 0L, 0L, "m").Copies 5L)) "no z: NaN copies"
+        }
+
+        test "Measure sizes parameters, gradients and optimizer state from the module and runs a real step" {
+            let cell, f = tinyCell ()
+            use _ = cell
+            use z0 = torch.zeros(3L, 4L, dtype = torch.ScalarType.Float64)
+            let loss = Func<torch.Tensor, torch.Tensor>(fun z -> z.sum())
+            let l = Deq.Training.MemoryLedger.Measure(f, z0, null, loss, cell)
+            Expect.equal l.ParameterBytes ((16L + 4L) * 8L) "weight and bias, float64"
+            Expect.equal l.GradientBytes l.ParameterBytes "every parameter requires grad"
+            Expect.equal l.OptimizerStateBytes (2L * l.GradientBytes) "Adam: two slots"
+            Expect.equal l.StateBytes (12L * 8L) "one z"
+            Expect.isTrue (l.ForwardSolveBytes >= 0L && l.GraphBytes >= 0L && l.BackwardBytes >= 0L) "phases are non-negative"
+            Expect.stringContains l.Method "clear_refs" "method stated"
+            for p in cell.parameters() do
+                match p.grad with
+                | null -> failtest "a parameter has no gradient"
+                | g -> use g = g in Expect.isGreaterThan (g.abs().sum().ToDouble()) 0.0 "backward reached every parameter"
+            let plain = Deq.Training.MemoryLedger.Measure(f, z0, null, loss, cell, optimizerSlots = 0)
+            Expect.equal plain.OptimizerStateBytes 0L "plain SGD keeps no state"
+            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Deq.Training.MemoryLedger.Measure(f, z0, null, loss, cell, -1) |> ignore) "negative slots"
+        }
+
+        test "without a module the static rows are zero; the unrolled stack runs no forward solver" {
+            let cell, f = tinyCell ()
+            use _ = cell
+            use z0 = torch.zeros(3L, 4L, dtype = torch.ScalarType.Float64)
+            let unrolled = Deq.Implicit.EquilibriumOptions(Adjoint = Deq.Implicit.Adjoint.Unrolled 3)
+            let l = Deq.Training.MemoryLedger.Measure(f, z0, unrolled, Func<torch.Tensor, torch.Tensor>(fun z -> z.sum()))
+            Expect.equal l.StaticBytes 0L "no module, no static rows"
+            Expect.equal l.ForwardSolveBytes 0L "no solver ran"
+        }
+
+        test "a ledger survives JSON" {
+            let l = Deq.Training.MemoryLedger(100L, 1L, 2L, 3L, 4L, 5L, 6L, "m")
+            Expect.equal (TrainingMemory.LedgerFromJson(TrainingMemory.ToJson l)) l "round trip"
+        }
+
+        test "the fresh-process ledger has a forward solve for the DEQ and none for the stack (skipped when deq is not built)" {
+            match (try Some(DeqExecutable.Locate()) with :? InvalidOperationException -> None) with
+            | None -> skiptest "Deq.Cli is not built"
+            | Some _ ->
+                let config = MemoryProbeConfig(Width = 8, SeqLen = 30, Batch = 4, Iterations = 3)
+                let deq = TrainingMemory.LedgerInFreshProcess(config, TimeSpan.FromMinutes 2.0)
+                let stack = TrainingMemory.LedgerInFreshProcess(MemoryProbeConfig(Width = 8, SeqLen = 30, Batch = 4, Iterations = 3, Mode = ProbeMode.Unrolled), TimeSpan.FromMinutes 2.0)
+                Expect.isGreaterThan deq.ParameterBytes 0L "the core's parameters"
+                Expect.equal stack.ForwardSolveBytes 0L "the stack runs no solver"
+                Expect.equal deq.StateBytes (4L * 30L * 16L * 4L) "z: batch x seq x 2 h (h = 8) x float32"
+        }
+    ]

@@ -9,7 +9,8 @@ open Plotly.NET.ImageExport
 
 /// Entry point called (by reflection, across an AssemblyLoadContext boundary) with BCL types only.
 /// spec JSON: { title, xTitle, yTitle, logX, logY, width, height,
-///              series:[{name, x:[..], y:[..], mode:"lines"|"markers"|"lines+markers"}],
+///              series:[{name, x:[..], y:[..], mode:"lines"|"markers"|"lines+markers"|"bar"}],
+///              categories:[..] (bars: a label per y value; bars stack),
 ///              htmlPath, pngPath, chromium (null: no PNG), embedPlotlyJs }
 /// result JSON: { html (inline fragment), png (base64 or null), pngError (one line or null) }
 type Renderer private () =
@@ -97,8 +98,13 @@ type Renderer private () =
                     let x = match doubles t "x" with [||] -> Array.init y.Length float | x -> x
                     str t "name" "", x, y, str t "mode" "lines" ]
             | _ -> []
+        let categories =
+            match s.TryGetProperty "categories" with
+            | true, v when v.ValueKind = JsonValueKind.Array -> [| for c in v.EnumerateArray() -> c.GetString() |]
+            | _ -> [||]
         let traces =
             [ for name, x, y, mode in series ->
+                if mode = "bar" then Chart.Column(values = y, Keys = categories, Name = name) else
                 let mode =
                     match mode with
                     | "markers" -> StyleParam.Mode.Markers
@@ -111,9 +117,11 @@ type Renderer private () =
         let chart =
             Chart.combine traces
             |> Chart.withTitle (str s "title" "")
-            |> Chart.withXAxis (axis (str s "xTitle" "") (flag s "logX") xs)
+            |> Chart.withXAxis (if categories.Length > 0 then LinearAxis.init (Title = Title.init (Text = str s "xTitle" ""), AxisType = StyleParam.AxisType.Category)
+                                else axis (str s "xTitle" "") (flag s "logX") xs)
             |> Chart.withYAxis (axis (str s "yTitle" "") (flag s "logY") ys)
             |> Chart.withSize (width, height)
+            |> fun c -> if categories.Length > 0 then c |> Chart.withLayout (Layout.init (BarMode = StyleParam.BarMode.Stack)) else c
             // every output path needs plotly.js in the page itself (no network). NB: this mutates the
             // chart's DisplayOptions, which is why it is set once, here.
             |> Chart.withDisplayOptionsStyle (PlotlyJSReference = PlotlyJSReference.Full)

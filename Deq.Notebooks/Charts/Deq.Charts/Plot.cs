@@ -4,7 +4,7 @@ using System.Text.Json;
 
 namespace Deq.Charts;
 
-/// <summary>One trace. Mode: "lines", "markers" or "lines+markers". X may be empty (0..n-1).</summary>
+/// <summary>One trace. Mode: "lines", "markers", "lines+markers" (or "bar", from <see cref="Plot.StackedBars"/>). X may be empty (0..n-1).</summary>
 public sealed record Series(string Name, double[] X, double[] Y, string Mode = "lines");
 
 /// <summary>When charts render PNGs (headless Chromium). Environment: DEQ_PNG=auto|require|off.</summary>
@@ -87,6 +87,25 @@ public static class Plot
     public static ChartResult Lines(string title, Series[] series, string xTitle = "", string yTitle = "",
         bool logX = false, bool logY = false, string? htmlPath = null, string? pngPath = null,
         int width = 800, int height = 500)
+        => Draw(title, series, null, xTitle, yTitle, logX, logY, htmlPath, pngPath, width, height);
+
+    /// <summary>
+    /// A stacked bar chart: one bar per category; each of <paramref name="segments"/> (a name and one value per
+    /// category) stacks on the ones before it. Display and files as in <see cref="Lines"/>.
+    /// </summary>
+    public static ChartResult StackedBars(string title, string[] categories, (string Name, double[] Values)[] segments,
+        string yTitle = "", string? htmlPath = null, string? pngPath = null, int width = 800, int height = 500)
+    {
+        foreach (var (name, values) in segments)
+            if (values.Length != categories.Length)
+                throw new ArgumentException($"Deq.Charts: segment '{name}' has {values.Length} values for {categories.Length} categories");
+        var series = segments.Select(s => new Series(s.Name, [], s.Values, "bar")).ToArray();
+        return Draw(title, series, categories, "", yTitle, false, false, htmlPath, pngPath, width, height);
+    }
+
+    // Lines and bars (categories: bar labels, or null for lines).
+    static ChartResult Draw(string title, Series[] series, string[]? categories, string xTitle, string yTitle,
+        bool logX, bool logY, string? htmlPath, string? pngPath, int width, int height)
     {
         foreach (var s in series)
             if (s.X.Length != 0 && s.X.Length != s.Y.Length)
@@ -105,6 +124,7 @@ public static class Plot
                 ["htmlPath"] = htmlPath is null ? null : Path.GetFullPath(htmlPath),
                 ["pngPath"] = pngPath is null || chromium is null ? null : Path.GetFullPath(pngPath),
                 ["series"] = series.Select(s => new { name = s.Name, x = Gaps(s.X), y = Gaps(s.Y), mode = s.Mode }).ToArray(),
+                ["categories"] = categories,
             };
             using var result = JsonDocument.Parse(Render(JsonSerializer.Serialize(spec)));
             var root = result.RootElement;
