@@ -127,7 +127,7 @@ public sealed class UntiedTransformerLM : nn.Module
         torch.manual_seed(spec.Seed);
         var m = new UntiedTransformerLM(c, layers);
         m.to(spec.DType).to(spec.Device);
-        LanguageModelOutput Forward(Tensor input, Tensor? memory)
+        LanguageModelOutput Forward(Tensor input, Tensor? memory, StepContext? _)
         {
             var output = m.Forward(input.t(), memory);
             return new LanguageModelOutput(m.LogProbs(output.Hidden).transpose(0, 1), output.Memory);
