@@ -24,14 +24,15 @@ internal static class DataCommand
             }
             case "info":
             {
-                var o = CliArgs.Parse(args[1..], new() { ["dir"] = "" });
+                var o = CliArgs.Parse(args[1..], new() { ["dir"] = "", ["unknown-words"] = "error" });
+                var unknown = o.Choice("unknown-words", "error", "map") == "map" ? UnknownWords.MapToUnk : UnknownWords.Error;
                 var clock = Stopwatch.StartNew();
-                using var c = Corpus.Load(Required(o, "dir"));
+                using var c = Corpus.Load(Required(o, "dir"), new CorpusOptions(unknown));
                 Console.WriteLine($"{c.Name}: vocabulary {c.Vocabulary.Count:N0}; tokens train {c.Train.shape[0]:N0}, valid {c.Valid.shape[0]:N0}, test {c.Test.shape[0]:N0}; read in {clock.Elapsed.TotalSeconds:F2} s");
                 return 0;
             }
             default:
-                throw new ArgumentException("deq data needs a subcommand: download --corpus ptb|wikitext-2|wikitext-103 --dir DIR [--archive FILE], or info --dir DIR");
+                throw new ArgumentException("deq data needs a subcommand: download --corpus ptb|wikitext-2|wikitext-103 --dir DIR [--archive FILE], or info --dir DIR (deq data --help)");
         }
     }
 

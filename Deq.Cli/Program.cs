@@ -1,61 +1,45 @@
+using System.Text.RegularExpressions;
 using Deq.Cli;
 
 try
 {
     return Dispatch(args);
 }
-catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException)
+catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException
+                              or InvalidDataException or FormatException or NotSupportedException)
 {
     // Bad input and environment problems: one clear line, no stack trace.
-    Console.Error.WriteLine($"deq: {e.Message}");
+    Console.Error.WriteLine($"deq: {OneLine(e)}");
     return 2;
 }
-
-static int Dispatch(string[] args) => args.FirstOrDefault() switch
+catch (Exception e) when (Environment.GetEnvironmentVariable("DEQ_TRACE") is not "1")
 {
-    "solvers" => SolverComparison.Run(args[1..]),
-    "reproduce" => Reproduce.Run(args[1..]),
-    "train" => TrainCommand.Run(args[1..]),
-    "data" => DataCommand.Run(args[1..]),
-    "bench" => BenchCommand.Run(args[1..]),
-    null or "-h" or "--help" or "help" => Usage(0),
-    var other => Usage(2, $"unknown command '{other}'"),
-};
+    // A bug, not bad input: still one line, with the way to the stack trace.
+    Console.Error.WriteLine($"deq: internal error ({e.GetType().Name}): {OneLine(e)} Set DEQ_TRACE=1 for the stack trace.");
+    return 70;
+}
 
-static int Usage(int code, string? error = null)
+static int Dispatch(string[] args)
 {
-    if (error is not null) Console.Error.WriteLine($"deq: {error}");
-    Console.WriteLine("""
-        usage: deq <command> [options]
+    var command = args.FirstOrDefault();
+    if (command is not null && Usage.Commands.ContainsKey(command) && args.Skip(1).Any(a => a is "--help" or "-h"))
+        return Usage.Print(command);
+    return command switch
+    {
+        "solvers" => SolverComparison.Run(args[1..]),
+        "reproduce" => Reproduce.Run(args[1..]),
+        "train" => TrainCommand.Run(args[1..]),
+        "data" => DataCommand.Run(args[1..]),
+        "bench" => BenchCommand.Run(args[1..]),
+        null or "-h" or "--help" => Usage.Print(null),
+        "help" => args.Length <= 1 ? Usage.Print(null) : Usage.Commands.ContainsKey(args[1]) ? Usage.Print(args[1]) : Usage.Unknown(args[1]),
+        var other => Usage.Unknown(other),
+    };
+}
 
-        commands:
-          solvers [--width N] [--batch B] [--rho R] [--seed S]
-                  Compare forward iteration, Anderson and Broyden on a random contractive
-                  tanh layer: f evaluations, residual and wall time to tolerance.
-          reproduce [--scale smoke|small|large|paper] [--only NAME,...] [--figures DIR] [--list]
-                  Run the notebooks Deq.Notebooks/NN-name.ipynb headless (pinned dotnet-repl) and write
-                  the tables, figures and executed notebooks to paper-figures/ (or DIR); --list names them.
-          train --model NAME --corpus DIR [--steps N] [--batch B] [--bptt L] [--lr X] [--warmup N]
-                [--seed S] [--clip C] [--eval-every N] [--eval-segments N] [--checkpoint PATH]
-                [--checkpoint-every N] [--resume] [--log FILE.jsonl] [--device auto|cpu|cuda] [--dtype float32|float64]
-                  Train a registered language model (lstm-tiny, ...) on a corpus directory with Adam,
-                  warmup + cosine decay and gradient clipping; reports validation perplexity.
-                  Ctrl+C stops cleanly and writes the checkpoint; --resume continues it bit-for-bit.
-          data download --corpus ptb|wikitext-2|wikitext-103 --dir DIR [--archive FILE]
-                  Fetch the public archive (or use a local one) and put the three split files in DIR.
-          bench [--quick] [--out FILE]
-                  Benchmarks on this machine: training memory against depth (fresh process per
-                  configuration), runtime at matched quality, solver overhead, f evaluations to
-                  tolerance, f's GFLOP/s, the toy's solver overheads; prints a table, writes
-                  paper-figures/benchmarks.json (--quick: paper-figures/benchmarks-quick.json;
-                  --out FILE for either).
-          bench toy
-                  Per-iteration solver overhead over f on the toy DEQ (D 128, batch 64), one thread.
-          bench memory-probe [--json] [--family trellisnet|transformer] [--mode deq|unrolled]
-                [--iterations N] [--width W] [--seq T] [--batch B] [--broyden-memory M]
-                  Peak memory of one training step of one configuration, in this process.
-          data info --dir DIR
-                  Read a corpus directory and print its vocabulary and token counts.
-        """);
-    return code;
+// .NET's argument messages add " (Parameter 'x')" and a second line "Actual value was v."; the text before says it already.
+static string OneLine(Exception e)
+{
+    var m = Regex.Replace(e.Message, @"\s*\(Parameter '[^']*'\)|\s*Actual value was [^\n]*", "");
+    return string.Join(" ", m.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 }

@@ -33,6 +33,8 @@ public sealed record ConvergenceSettings(
             BatchSize: 4, Steps: 4, LearningRate: 1e-3, Window: 2, TraceEvaluations: 8, TraceBatch: 2, MaxTrainTokens: 20_000),
         ExperimentScale.Small => new(DeqTransformerConfig.Tiny with { DModel = 32, DHead = 16, DInner = 64, SeqLen = 24, MemLen = 24, InitStd = 0.18, Schedule = Solvers(40, 40) },
             BatchSize: 8, Steps: 100, LearningRate: 2e-3, Window: 10, TraceEvaluations: 40, TraceBatch: 4, MaxTrainTokens: 200_000),
+        // Large, estimated ~35-45 min on this 2-core CPU: ~9.4 GFLOP per step (d_model 64, 512 tokens, up to 40 + 40 Broyden
+        // steps, which grow with training) ~0.7 s x 3000 steps, plus four 60-evaluation traces. Basis: the committed small run's ms/step on the idle machine (about 14 GFLOP/s achieved), scaled by the per-step work; today's small run was about 11x slower under a load average of 12-20, so a busy machine takes far longer.
         ExperimentScale.Large => new(DeqTransformerConfig.CpuSmall with { Schedule = Solvers(40, 40) },
             BatchSize: 16, Steps: 3000, LearningRate: 5e-4, Window: 100, TraceEvaluations: 60, TraceBatch: 8),
         _ => new(DeqTransformerConfig.Wt103Medium with { Cutoffs = null, DivVal = 1, Schedule = Solvers(30, 40) with { PretrainSteps = 16_000 } },
@@ -52,7 +54,60 @@ public sealed record ConvergenceSettings(
 /// <param name="Wall">Wall time.</param>
 public sealed record ConvergenceResult(
     ConvergenceSettings Settings, string Data, Curve ForwardSteps, Curve BackwardSteps, IReadOnlyList<Curve> Residuals,
-    IReadOnlyDictionary<string, double> FinalResiduals, Curve TrainLoss, RunInfo Run, TimeSpan Wall);
+    IReadOnlyDictionary<string, double> FinalResiduals, Curve TrainLoss, RunInfo Run, TimeSpan Wall)
+{
+    /// <summary>The paper's weight-tied Transformer depth: its residual after this many plain iterations is the paper-depth baseline.</summary>
+    public const int PaperDepth = 18;
+
+    /// <summary>The trace named <paramref name="prefix"/> at <paramref name="when"/> ("start" or "after N steps").</summary>
+    Curve Trace(string prefix, string when) => Residuals.First(c => c.Name.StartsWith(prefix, StringComparison.Ordinal) && c.Name.EndsWith(when, StringComparison.Ordinal));
+    string After => $"after {Settings.Steps} steps";
+
+    /// <summary>C5 on the trained model's traces and the left panel.</summary>
+    public ClaimVerdict Verdict => Claims.AtScale(Run.Scale, Claims.C5(Trace("Broyden", After).Y, Trace("forward iteration", After).Y, ForwardSteps.X, ForwardSteps.Y,
+        Settings.Window, Settings.Model.EffectiveSchedule.PretrainSteps, Settings.Steps));
+
+    /// <summary>The baselines beside the trained DEQ: plain iteration at the paper's depth (18 layers) and at the residual Broyden reaches.</summary>
+    public ResultTable Table
+    {
+        get
+        {
+            var rows = new List<string[]>();
+            foreach (var when in new[] { "start", After })
+            {
+                var broyden = Trace("Broyden", when).Y;
+                var plain = Trace("forward iteration", when).Y;
+                string At(double[] y, int k) => y.Length >= k ? $"{y[k - 1]:0.00E+0}" : "-";
+                var reach = Claims.EvaluationsToCommonResidual(broyden, plain);
+                string E(int k) => k == int.MaxValue ? "never" : $"{k}";
+                rows.Add([when, At(broyden, PaperDepth), At(plain, PaperDepth), reach is { } r ? $"{r.Target:0.00E+0}" : "-",
+                    reach is { } r1 ? E(r1.Broyden) : "-", reach is { } r2 ? E(r2.Plain) : "-"]);
+            }
+            var notes = new List<string>
+            {
+                $"Data: {Data}. Model: DEQ-Transformer d_model {Settings.Model.DModel}, trained {Settings.Steps} steps with {Settings.Model.EffectiveSchedule.Describe()}.",
+                $"Residual ||f(z) - z||_2 over the fixed trace batch; plain iteration of the DEQ's f is the weight-tied stack (one layer per f evaluation). " +
+                $"Paper depth: the residual after {PaperDepth} evaluations (the paper's 18-layer Transformer); matched: f evaluations each needs to reach the lowest residual both reach.",
+                "Paper: the plotted values are not published; its text: Broyden \"finds the equilibrium in a stable and efficient manner\" and its iterations \"gradually grow with epochs\".",
+            };
+            return new ResultTable("Figure 2: Broyden against plain iteration (the weight-tied stack), at the paper's depth and at matched residual",
+                ["model state", $"Broyden residual at {PaperDepth} f evals", $"plain iteration at {PaperDepth} layers", "lowest common residual", "Broyden: f evals to it", "plain: layers to it"],
+                rows, notes, [Verdict]);
+        }
+    }
+
+    /// <summary>The table as Markdown with its footer and verdict.</summary>
+    public string Markdown => Table.ToMarkdown(Run, Wall);
+
+    /// <summary>Points and verdict for paper-figures/&lt;scale&gt;/figure2-convergence.json.</summary>
+    public ExperimentReport Report => ExperimentReport.Of(ConvergenceExperiment.FileStem, Table, Run, Wall,
+        Residuals.Select(c => new ResultRow(c.Name, null, "final residual ||f(z) - z||_2", c.Y.Length > 0 ? c.Y[^1] : null, Steps: Settings.Steps,
+            Extra: c.Y.Length >= PaperDepth ? new Dictionary<string, double> { ["residualAtPaperDepth"] = c.Y[PaperDepth - 1] } : null))
+        .Append(new ResultRow("DEQ-Transformer: forward Broyden steps per solve", null, "mean of the last window", ForwardSteps.Y.Length > 0 ? ForwardSteps.Y[^1] : null,
+            Steps: Settings.Steps, WallSeconds: Wall.TotalSeconds,
+            Extra: ForwardSteps.X.Select((x, i) => (x, y: ForwardSteps.Y[i])).ToDictionary(p => $"step{p.x:0}", p => p.y)))
+        .ToList());
+}
 
 /// <summary>
 /// Figure 2: trains a DEQ-Transformer LM (PTB, or synthetic data when PTB is absent) recording the Broyden steps of

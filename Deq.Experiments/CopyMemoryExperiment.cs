@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Deq.Data;
+using Deq.Experiments.Baselines;
 using Deq.Implicit;
 using Deq.Models;
 using TorchSharp;
@@ -27,14 +28,21 @@ public sealed record CopyMemorySettings(
     static readonly DeqTransformerConfig Width32 = new(DModel: 32, NHead: 2, DHead: 16, DInner: 64, MemLen: 0, InitStd: 0.18,
         Schedule: EquilibriumSchedule.Lean(forwardIterations: 15, backwardIterations: 15, forwardTol: 1e-3, backwardTol: 1e-4));
 
-    /// <summary>The preset for a scale. Small and Large shrink T (the paper's 400) so that a 2-core CPU finishes.</summary>
+    /// <summary>
+    /// The preset for a scale. Small and Large shrink T (the paper's 400) so that a 2-core CPU finishes: Large runs T = 100,
+    /// the floor for testing C3 (T = 200 would take about twice as long per step: over the hour). Paper: T = 400, for a GPU.
+    /// </summary>
     public static CopyMemorySettings For(ExperimentScale scale) => scale switch
     {
         ExperimentScale.Smoke => new(T: 8, TrainSize: 64, TestSize: 32, BatchSize: 16, Steps: 3, LearningRate: 3e-3,
             Model: DeqTransformerConfig.Tiny with { MemLen = 0, Schedule = EquilibriumSchedule.Lean(forwardIterations: 6, backwardIterations: 6) },
             UnrolledLayers: 4, EvalPoints: 2),
         ExperimentScale.Small => new(T: 20, TrainSize: 4000, TestSize: 400, BatchSize: 16, Steps: 60, LearningRate: 3e-3, Model: Width32, UnrolledLayers: 6, EvalPoints: 3),
-        ExperimentScale.Large => new(T: 100, TrainSize: 20_000, TestSize: 2_000, BatchSize: 64, Steps: 3000, LearningRate: 2e-3, Model: Width32, UnrolledLayers: 12, EvalPoints: 12),
+        // Large, estimated ~55 min on this 2-core CPU: today's small run (load average ~6.5) took DEQ 292, weight-tied 9, TCN 2,
+        // LSTM 2, GRU 4 ms/step at T = 20, batch 16; sequences 6x as long (T + 20) and batch 2x cost ~7x per step: ~2.2 s for
+        // all five models, x 1500 steps, plus 10 test evaluations. An idle machine is faster; a busier one (load 15-20 ran the
+        // small run ~5x slower) takes longer.
+        ExperimentScale.Large => new(T: 100, TrainSize: 20_000, TestSize: 2_000, BatchSize: 32, Steps: 1500, LearningRate: 2e-3, Model: Width32, UnrolledLayers: 12, EvalPoints: 10),
         _ => new(T: 400, TrainSize: 20_000, TestSize: 2_000, BatchSize: 64, Steps: 20_000, LearningRate: 1e-3,
             Model: Width32 with { Schedule = EquilibriumSchedule.Lean(forwardIterations: 30, backwardIterations: 40, forwardTol: 1e-4, backwardTol: 1e-5) },
             UnrolledLayers: 18, EvalPoints: 20),
@@ -47,7 +55,7 @@ public sealed record CopyMemorySettings(
 /// <param name="TestLoss">Final test cross-entropy over the last 10 positions (nats).</param>
 /// <param name="TestAccuracy">Fraction of the 10 recalled digits predicted right.</param>
 /// <param name="SecondsPerStep">Mean wall time of a training step.</param>
-/// <param name="MeanForwardSteps">Mean Broyden steps of the training forward solves (DEQ only).</param>
+/// <param name="MeanForwardSteps">Mean forward solver steps of the training forward solves (DEQ only).</param>
 public sealed record CopyMemoryRow(string Model, long Parameters, double TestLoss, double TestAccuracy, double SecondsPerStep, double? MeanForwardSteps);
 
 /// <summary>What the Table 1 experiment returns.</summary>
@@ -59,21 +67,35 @@ public sealed record CopyMemoryRow(string Model, long Parameters, double TestLos
 /// <param name="Wall">Wall time.</param>
 public sealed record CopyMemoryResult(CopyMemorySettings Settings, IReadOnlyList<CopyMemoryRow> Rows, IReadOnlyList<Curve> TestLossCurves, ResultTable Table, RunInfo Run, TimeSpan Wall)
 {
-    /// <summary>The table as Markdown with its footer.</summary>
+    /// <summary>The table as Markdown with its footer and verdict.</summary>
     public string Markdown => Table.ToMarkdown(Run, Wall);
+
+    /// <summary>The paper's final losses at T = 400, one single-point series per model at our last step (for the chart).</summary>
+    public IReadOnlyList<Curve> PaperFinalLosses => PaperResults.CopyMemory
+        .Select(p => new Curve($"paper (T = 400): {p.Model} {p.Metric:G2}", [Settings.Steps], [p.Metric])).ToList();
+
+    /// <summary>Rows, verdict and run for paper-figures/&lt;scale&gt;/table1-copy-memory.json.</summary>
+    public ExperimentReport Report => ExperimentReport.Of(Path.GetFileNameWithoutExtension(CopyMemoryExperiment.FileName), Table, Run, Wall,
+        Rows.Select(r => new ResultRow(r.Model, r.Parameters, $"test loss (T = {Settings.T})", r.TestLoss, Steps: Settings.Steps,
+            WallSeconds: r.SecondsPerStep * Settings.Steps,
+            PaperModel: PaperResults.CopyMemory.FirstOrDefault(p => r.Model.StartsWith(p.Model, StringComparison.Ordinal))?.Model,
+            PaperValue: PaperResults.CopyMemory.FirstOrDefault(p => r.Model.StartsWith(p.Model, StringComparison.Ordinal))?.Metric,
+            Extra: new Dictionary<string, double> { ["digitAccuracy"] = r.TestAccuracy, ["msPerStep"] = r.SecondsPerStep * 1000 }
+                .Concat(r.MeanForwardSteps is { } k ? [new KeyValuePair<string, double>("meanForwardSteps", k)] : [])
+                .ToDictionary())).ToList());
 }
 
 /// <summary>
-/// Table 1: the long-range copy-memory task. Trains the DEQ-Transformer (Broyden, implicit gradient), the same
-/// layer weight-tied and unrolled L times (plain backprop), and an LSTM and a GRU of about the same size, on the
-/// same data, and reports the final test loss (cross-entropy on the 10 recalled digits).
+/// Table 1: the long-range copy-memory task. Trains the DEQ-Transformer (implicit gradient), the same layer
+/// weight-tied and unrolled L times (plain backprop), a TCN, an LSTM and a GRU of at most the DEQ's size, on the
+/// same data, and reports the final test loss (cross-entropy on the 10 recalled digits) and the verdict on C3.
 /// </summary>
 public static class CopyMemoryExperiment
 {
     /// <summary>Output file name under <see cref="PaperFigures"/>.</summary>
     public const string FileName = "table1-copy-memory.md";
 
-    // A model under training: a forward (inputs, step, training) -> logits plus the Broyden steps, if any.
+    // A model under training: a forward (inputs, step, training) -> logits plus the forward solver steps, if any.
     sealed record Candidate(string Name, nn.Module Module, Func<Tensor, int, (Tensor Logits, int? Steps, EquilibriumResult? Eq)> Forward);
 
     /// <summary>Runs the preset of <paramref name="scale"/>.</summary>
@@ -98,6 +120,12 @@ public static class CopyMemoryExperiment
         };
         long deqParams;
         using (var probe = new CopyMemoryModel(config)) deqParams = Count(probe);
+        // The TCN: kernel 8 (the TCN paper's copy-memory kernel), the fewest levels that see the whole sequence, channels for the DEQ's budget.
+        const int kernel = 8;
+        int levels = TcnCopyModel.LevelsFor(settings.T + 20, kernel);
+        int channels = TcnCopyModel.ChannelsFor(deqParams, levels, kernel);
+        candidates.Add(() => { var m = Seeded(settings.Seed, () => new TcnCopyModel(channels, levels, kernel));
+                               return new Candidate($"TCN ({levels} levels, {channels} channels, k = {kernel})", m, (x, _) => (m.Forward(x), null, null)); });
         foreach (var cell in new[] { RecurrentCell.Lstm, RecurrentCell.Gru })
         {
             int hidden = RecurrentCopyModel.HiddenFor(cell, deqParams);
@@ -117,7 +145,7 @@ public static class CopyMemoryExperiment
             curves.Add(curve);
         }
         var run = RunInfo.Capture(scale, device);
-        return new CopyMemoryResult(settings, rows, curves, BuildTable(settings, rows), run, clock.Elapsed);
+        return new CopyMemoryResult(settings, rows, curves, BuildTable(settings, rows, scale), run, clock.Elapsed);
     }
 
     static T Seeded<T>(long seed, Func<T> make) { torch.manual_seed(seed); return make(); }
@@ -184,7 +212,7 @@ public static class CopyMemoryExperiment
         return (lossSum / n, correct / n);
     }
 
-    static ResultTable BuildTable(CopyMemorySettings s, IReadOnlyList<CopyMemoryRow> rows)
+    static ResultTable BuildTable(CopyMemorySettings s, IReadOnlyList<CopyMemoryRow> rows, ExperimentScale scale)
     {
         string F(double v) => v.ToString(v < 1e-3 ? "0.0E+0" : "0.0000", CultureInfo.InvariantCulture);
         var paper = PaperResults.CopyMemory.ToDictionary(p => p.Model);
@@ -195,14 +223,14 @@ public static class CopyMemoryExperiment
             o is null ? "not run" : o.Parameters.ToString("N0", CultureInfo.InvariantCulture),
             o is null ? "-" : F(o.TestLoss),
             o is null ? "-" : o.TestAccuracy.ToString("P1", CultureInfo.InvariantCulture),
-            o is null ? "-" : $"{o.SecondsPerStep * 1000:F0}" + (o.MeanForwardSteps is { } k ? $" ({k:F1} Broyden steps)" : ""),
+            o is null ? "-" : $"{o.SecondsPerStep * 1000:F0}" + (o.MeanForwardSteps is { } k ? $" ({k:F1} forward solver steps)" : ""),
         ];
         CopyMemoryRow? Ours(string prefix) => rows.FirstOrDefault(r => r.Model.StartsWith(prefix, StringComparison.Ordinal));
         var table = new List<string[]>
         {
             Row("DEQ-Transformer", paper["DEQ-Transformer"], Ours("DEQ-Transformer")),
             Row(Ours("Weight-tied")?.Model ?? "Weight-tied Transformer", null, Ours("Weight-tied")),
-            Row("TCN", paper["TCN"], null),
+            Row(Ours("TCN")?.Model ?? "TCN", paper["TCN"], Ours("TCN")),
             Row(Ours("LSTM")?.Model ?? "LSTM", paper["LSTM"], Ours("LSTM")),
             Row(Ours("GRU")?.Model ?? "GRU", paper["GRU"], Ours("GRU")),
         };
@@ -214,11 +242,16 @@ public static class CopyMemoryExperiment
             $"DEQ-Transformer: {s.Model.EffectiveSchedule.Describe()}. " +
             $"The weight-tied Transformer is the same layer applied L = {s.UnrolledLayers} times from z = 0, trained by plain backprop (not in the paper's table).",
             "The paper gives no copy-memory hyperparameters (width, optimiser, epochs); d_model 32 with 2 heads (about the paper's 14K parameters) is our choice. " +
-            "LSTM and GRU: one layer, hidden width chosen so the parameter count does not exceed the DEQ's. The TCN row is the paper's only (not run).",
+            "LSTM and GRU: one layer, hidden width chosen so the parameter count does not exceed the DEQ's. " +
+            "TCN: residual blocks of two weight-normalised dilated causal convolutions (kernel 8, dilations 1, 2, 4, ...), the fewest levels whose receptive field covers the sequence, channels for the DEQ's parameter budget.",
             "Time/step includes the forward and backward solves (DEQ) and the optimiser step, on the device below.",
         };
+        CopyOutcome O(CopyMemoryRow r) => new(r.Model, r.TestLoss, r.TestAccuracy);
+        var deq = Ours("DEQ-Transformer");
+        var recurrent = new[] { Ours("LSTM"), Ours("GRU") }.OfType<CopyMemoryRow>().Select(O).ToList();
+        var verdict = deq is null ? Claims.NotTested("C3", "the DEQ was not run") : Claims.C3(s.T, O(deq), recurrent);
         return new ResultTable($"Table 1: copy memory (paper T = 400; ours T = {s.T}), final test loss",
             ["Model", "Paper size", "Paper loss (T=400)", "Ours: params", $"Ours: test loss (T={s.T})", "Ours: digit accuracy", "Ours: ms/step"],
-            table, notes);
+            table, notes, [Claims.AtScale(scale, verdict)]);
     }
 }

@@ -7,7 +7,9 @@ namespace Deq.Experiments;
 /// <param name="Columns">Column headers.</param>
 /// <param name="Rows">Cells, one array per row, as already formatted strings.</param>
 /// <param name="Notes">Sentences under the table: what differs from the paper and why.</param>
-public sealed record ResultTable(string Title, string[] Columns, IReadOnlyList<string[]> Rows, IReadOnlyList<string> Notes)
+/// <param name="Verdicts">One line per paper claim the table tests, printed last (null: none).</param>
+public sealed record ResultTable(string Title, string[] Columns, IReadOnlyList<string[]> Rows, IReadOnlyList<string> Notes,
+    IReadOnlyList<ClaimVerdict>? Verdicts = null)
 {
     /// <summary>The table as Markdown, ending with <paramref name="run"/>'s footer.</summary>
     public string ToMarkdown(RunInfo run, TimeSpan wall)
@@ -23,6 +25,11 @@ public sealed record ResultTable(string Title, string[] Columns, IReadOnlyList<s
         md.AppendLine();
         foreach (var note in Notes) md.AppendLine($"- {note}");
         md.AppendLine($"- {run.Footer(wall)}");
+        if (Verdicts is { Count: > 0 } verdicts)
+        {
+            md.AppendLine().AppendLine("Claims (criteria in `Deq.Experiments.Claims`):").AppendLine();
+            foreach (var v in verdicts) md.AppendLine($"- **{v.Claim}**: {v.Evidence}: **{v.OutcomeText}**");
+        }
         return md.ToString();
     }
 

@@ -18,9 +18,11 @@ namespace Deq.Experiments;
 /// <param name="TransformerPaperDepth">The paper's Transformer baseline depth (18).</param>
 /// <param name="TrellisNetPaperDepth">The paper's TrellisNet baseline depth (70).</param>
 /// <param name="Seed">Initialisation and data seed.</param>
+/// <param name="Training">When set, both DEQs are first trained on PTB with this budget (their schedules' pretraining
+/// included) and timed on PTB test tokens; null times them at initialisation on random tokens.</param>
 public sealed record RuntimeSettings(
     DeqTransformerConfig Transformer, DeqTrellisNetConfig TrellisNet, int BatchSize, int Warmup, int Repeats, int MatchCap,
-    int TransformerPaperDepth = 18, int TrellisNetPaperDepth = 70, long Seed = 1111)
+    int TransformerPaperDepth = 18, int TrellisNetPaperDepth = 70, long Seed = 1111, LmBudget? Training = null)
 {
     static EquilibriumSchedule Lean(int forward, int backward) => EquilibriumSchedule.Lean(forwardIterations: forward, backwardIterations: backward, forwardTol: 1e-4, backwardTol: 1e-5);
 
@@ -28,11 +30,18 @@ public sealed record RuntimeSettings(
     public static RuntimeSettings For(ExperimentScale scale) => scale switch
     {
         ExperimentScale.Smoke => new(DeqTransformerConfig.Tiny with { SeqLen = 8, Schedule = Lean(6, 6) },
-            DeqTrellisNetConfig.Tiny with { SeqLen = 8, Schedule = Lean(6, 6) }, BatchSize: 2, Warmup: 1, Repeats: 1, MatchCap: 20),
-        ExperimentScale.Small => new(DeqTransformerConfig.Tiny with { NToken = 1000, DModel = 32, DHead = 16, DInner = 64, SeqLen = 32, InitStd = 0.18, Schedule = Lean(30, 40) },
-            DeqTrellisNetConfig.Tiny with { NToken = 1000, NInp = 32, NHid = 32, NOut = 32, SeqLen = 32, Schedule = Lean(30, 40) }, BatchSize: 8, Warmup: 2, Repeats: 5, MatchCap: 100),
-        ExperimentScale.Large => new(DeqTransformerConfig.CpuSmall with { Dropout = 0, Schedule = Lean(30, 40) },
-            DeqTrellisNetConfig.Tiny with { NToken = 10000, NInp = 128, NHid = 256, NOut = 128, SeqLen = 64, Schedule = Lean(45, 45) }, BatchSize: 16, Warmup: 3, Repeats: 10, MatchCap: 150),
+            DeqTrellisNetConfig.Tiny with { SeqLen = 8, Schedule = Lean(6, 6) }, BatchSize: 2, Warmup: 1, Repeats: 1, MatchCap: 20,
+            Training: new LmBudget(Steps: 3, Batch: 4, SeqLen: 8, WarmupSteps: 1, EvalBatch: 4, EvalSegments: 1)),
+        ExperimentScale.Small => new(DeqTransformerConfig.Tiny with { NToken = 1000, DModel = 32, DHead = 16, DInner = 64, SeqLen = 32, InitStd = 0.18, Schedule = Lean(30, 40) with { PretrainSteps = 20 } },
+            DeqTrellisNetConfig.Tiny with { NToken = 1000, NInp = 32, NHid = 32, NOut = 32, SeqLen = 32, Schedule = Lean(30, 40) with { PretrainSteps = 20 } }, BatchSize: 8, Warmup: 2, Repeats: 5, MatchCap: 100,
+            Training: new LmBudget(Steps: 60, Batch: 16, SeqLen: 32, LearningRate: 4e-3, WarmupSteps: 6, EvalBatch: 10, EvalSegments: 5)),
+        // Large, estimated ~40 min on this 2-core CPU: training the DEQ-Transformer (~8.8 GFLOP, ~0.6 s per step) and the
+        // DEQ-TrellisNet (h 128, ~21 GFLOP, ~1.5 s per step) for 1000 PTB steps each, then ~5 min of timing (the 70-layer
+        // baseline included). Basis: the committed small run's ms/step on the idle machine (about 14 GFLOP/s achieved), scaled by the per-step work; today's small run was about 11x slower under a load average of 12-20, so a busy machine takes far longer.
+        ExperimentScale.Large => new(DeqTransformerConfig.CpuSmall with { Dropout = 0, Schedule = Lean(30, 40) with { PretrainSteps = 200 } },
+            DeqTrellisNetConfig.Tiny with { NToken = 10000, NInp = 64, NHid = 64, NOut = 64, SeqLen = 32, Schedule = Lean(30, 30) with { PretrainSteps = 200 } },
+            BatchSize: 16, Warmup: 3, Repeats: 10, MatchCap: 150,
+            Training: new LmBudget(Steps: 1000, Batch: 16, SeqLen: 32, LearningRate: 2e-3, WarmupSteps: 50, EvalBatch: 10, EvalSegments: 50)),
         // The paper's WT103 models, benchmarked as its memory column is: sequences of 150, batch 15.
         _ => new(DeqTransformerConfig.Wt103Medium with { SeqLen = 150, Dropout = 0, Schedule = Lean(30, 40) },
             DeqTrellisNetConfig.Wt103 with { SeqLen = 150, Dropout = 0, DropoutI = 0, DropoutH = 0, Schedule = Lean(45, 45) }, BatchSize: 15, Warmup: 3, Repeats: 20, MatchCap: 200),
@@ -61,13 +70,48 @@ public sealed record RuntimeRow(string Family, int Depth, string DepthRule, doub
 /// <summary>What the Table 4 experiment returns.</summary>
 /// <param name="Settings">The settings run.</param>
 /// <param name="Rows">Ours: per family, the matched-quality depth and the paper's depth.</param>
+/// <param name="Trained">The training runs of the timed DEQs (empty when timed at initialisation).</param>
 /// <param name="Table">The paper beside ours.</param>
 /// <param name="Run">Where it ran.</param>
 /// <param name="Wall">Wall time.</param>
-public sealed record RuntimeResult(RuntimeSettings Settings, IReadOnlyList<RuntimeRow> Rows, ResultTable Table, RunInfo Run, TimeSpan Wall)
+public sealed record RuntimeResult(RuntimeSettings Settings, IReadOnlyList<RuntimeRow> Rows, IReadOnlyList<LmRun> Trained, ResultTable Table, RunInfo Run, TimeSpan Wall)
 {
-    /// <summary>The table as Markdown with its footer.</summary>
+    /// <summary>The table as Markdown with its footer and verdict.</summary>
     public string Markdown => Table.ToMarkdown(Run, Wall);
+
+    /// <summary>The paper's ratios (x = 1 Transformer, 2 TrellisNet) and ours at the paper's depth, as chart series.</summary>
+    public IReadOnlyList<Curve> RatioSeries
+    {
+        get
+        {
+            var paper = PaperResults.RuntimeRatios;
+            RuntimeRow? At(string family) => Rows.LastOrDefault(r => r.Family == family);
+            var ours = new[] { At("Transformer"), At("TrellisNet") };
+            double[] x = [1, 2];
+            return
+            [
+                new Curve("paper: training", x, [paper[0].Training, paper[1].Training]),
+                new Curve("paper: inference", x, [paper[0].Inference, paper[1].Inference]),
+                new Curve("ours (paper's depth): training", x, ours.Select(r => r?.TrainRatio ?? double.NaN).ToArray()),
+                new Curve("ours (paper's depth): inference", x, ours.Select(r => r?.InferenceRatio ?? double.NaN).ToArray()),
+            ];
+        }
+    }
+
+    /// <summary>Rows, verdict and run for paper-figures/&lt;scale&gt;/table4-runtime.json.</summary>
+    public ExperimentReport Report => ExperimentReport.Of(Path.GetFileNameWithoutExtension(RuntimeExperiment.FileName), Table, Run, Wall,
+        Rows.Select(r => new ResultRow($"DEQ-{r.Family} / weight-tied L = {r.Depth} ({r.DepthRule})",
+            Trained.FirstOrDefault(t => t.Label.EndsWith(r.Family, StringComparison.Ordinal))?.Parameters, "training time ratio", r.TrainRatio,
+            Steps: Settings.Training?.Steps ?? 0, WallSeconds: Trained.FirstOrDefault(t => t.Label.EndsWith(r.Family, StringComparison.Ordinal))?.Seconds,
+            PaperModel: (r.Family == "Transformer" ? PaperResults.RuntimeRatios[0] : PaperResults.RuntimeRatios[1]).Baseline,
+            PaperValue: (r.Family == "Transformer" ? PaperResults.RuntimeRatios[0] : PaperResults.RuntimeRatios[1]).Training,
+            Extra: new Dictionary<string, double>
+            {
+                ["inferenceRatio"] = r.InferenceRatio, ["deqTrainMs"] = r.DeqTrainMs, ["deqInferenceMs"] = r.DeqInferenceMs,
+                ["baselineTrainMs"] = r.BaselineTrainMs, ["baselineInferenceMs"] = r.BaselineInferenceMs,
+                ["forwardSteps"] = r.ForwardSteps, ["backwardSteps"] = r.BackwardSteps,
+                ["paperInferenceRatio"] = (r.Family == "Transformer" ? PaperResults.RuntimeRatios[0] : PaperResults.RuntimeRatios[1]).Inference,
+            })).ToList());
 }
 
 /// <summary>
@@ -95,37 +139,69 @@ public static class RuntimeExperiment
         var clock = Stopwatch.StartNew();
         var device = ExperimentDevice.Default;
         var rows = new List<RuntimeRow>();
-        foreach (var make in new Func<Family>[] { () => TransformerFamily(settings), () => TrellisFamily(settings) })
+        var trained = new List<LmRun>();
+        using var data = settings.Training is null ? null : LmData.Load("ptb");
+        foreach (var make in new Func<Family>[] { () => TransformerFamily(settings, data, trained), () => TrellisFamily(settings, data, trained) })
         {
             var family = make();
             using var module = family.Module;
             module.to(device);
             int seqLen = family.Name == "Transformer" ? settings.Transformer.SeqLen : settings.TrellisNet.SeqLen;
-            int vocab = family.Name == "Transformer" ? settings.Transformer.NToken : settings.TrellisNet.NToken;
-            using var g = new Generator((ulong)settings.Seed, torch.CPU);
-            using var tokens = torch.randint(0, vocab, [settings.BatchSize, seqLen + 1], dtype: ScalarType.Int64, generator: g).to(device);
+            int vocab = data?.Corpus.Vocabulary.Count ?? (family.Name == "Transformer" ? settings.Transformer.NToken : settings.TrellisNet.NToken);
+            using var tokens = TimedTokens(data, settings.BatchSize, seqLen, vocab, settings.Seed).to(device);
             using var input = tokens.narrow(1, 0, seqLen);
             using var target = tokens.narrow(1, 1, seqLen);
             rows.AddRange(Measure(family, input, target, settings, device));
         }
-        return new RuntimeResult(settings, rows, BuildTable(settings, rows), RunInfo.Capture(scale, device), clock.Elapsed);
+        return new RuntimeResult(settings, rows, trained, BuildTable(settings, rows, trained, data, scale), RunInfo.Capture(scale, device), clock.Elapsed);
     }
 
-    static Family TransformerFamily(RuntimeSettings s)
+    // [B, T + 1] tokens: the start of the PTB test split when trained, else random ids.
+    static Tensor TimedTokens(LmData? data, int batch, int seqLen, int vocab, long seed)
+    {
+        long need = (long)batch * (seqLen + 1);
+        if (data is not null && data.Corpus.Test.shape[0] >= need) return data.Corpus.Test.narrow(0, 0, need).reshape(batch, seqLen + 1).clone();
+        using var g = new Generator((ulong)seed, torch.CPU);
+        return torch.randint(0, vocab, [batch, seqLen + 1], dtype: ScalarType.Int64, generator: g);
+    }
+
+    static Family TransformerFamily(RuntimeSettings s, LmData? data, List<LmRun> trained)
     {
         var c = s.Transformer with { MemLen = 0 };
-        torch.manual_seed(s.Seed);
-        var m = new DeqTransformerLM(c);
+        DeqTransformerLM m;
+        if (data is not null && s.Training is { } budget)
+        {
+            var (lm, run) = LmTraining.Train("DEQ-Transformer", $"d_model {c.DModel}, {c.NHead} heads, d_inner {c.DInner}; {c.EffectiveSchedule.Describe()}",
+                spec => DeqLanguageModels.Transformer("deq-transformer", spec, c), data.Corpus, budget with { Seed = s.Seed });
+            trained.Add(run);
+            m = (DeqTransformerLM)lm.Module;
+        }
+        else
+        {
+            torch.manual_seed(s.Seed);
+            m = new DeqTransformerLM(c);
+        }
         return new Family("Transformer", m, c.EffectiveSchedule, s.TransformerPaperDepth,
             (x, y, o) => { var out_ = m.Forward(x, null, o); return (m.Loss(out_.Hidden, y), out_.Equilibrium); },
             x => { var cell = m.Bind(x, null); return (cell.F, cell.Z0); });
     }
 
-    static Family TrellisFamily(RuntimeSettings s)
+    static Family TrellisFamily(RuntimeSettings s, LmData? data, List<LmRun> trained)
     {
         var c = s.TrellisNet;
-        torch.manual_seed(s.Seed);
-        var m = new DeqTrellisNetLM(c);
+        DeqTrellisNetLM m;
+        if (data is not null && s.Training is { } budget)
+        {
+            var (lm, run) = LmTraining.Train("DEQ-TrellisNet", $"d_embed {c.NInp}, h {c.HSize}; {c.EffectiveSchedule.Describe()}",
+                spec => DeqLanguageModels.TrellisNet("deq-trellisnet", spec, c), data.Corpus, budget with { Seed = s.Seed });
+            trained.Add(run);
+            m = (DeqTrellisNetLM)lm.Module;
+        }
+        else
+        {
+            torch.manual_seed(s.Seed);
+            m = new DeqTrellisNetLM(c);
+        }
         return new Family("TrellisNet", m, c.EffectiveSchedule, s.TrellisNetPaperDepth,
             (x, y, o) => { var out_ = m.Forward(x, null, o); return (m.Loss(out_.Hidden, y), out_.Equilibrium); },
             x => { var cell = m.Bind(x, null); return (cell.F, cell.Z0); });
@@ -197,7 +273,7 @@ public static class RuntimeExperiment
         return times.Length % 2 == 1 ? times[times.Length / 2] : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
     }
 
-    static ResultTable BuildTable(RuntimeSettings s, IReadOnlyList<RuntimeRow> rows)
+    static ResultTable BuildTable(RuntimeSettings s, IReadOnlyList<RuntimeRow> rows, IReadOnlyList<LmRun> trained, LmData? data, ExperimentScale scale)
     {
         string X(double v) => v.ToString("0.00", CultureInfo.InvariantCulture) + "x";
         var paper = PaperResults.RuntimeRatios;
@@ -208,7 +284,7 @@ public static class RuntimeExperiment
             {
                 $"DEQ-{r.Family} / weight-tied {r.Family}", $"{r.Depth} ({r.DepthRule})",
                 $"{X(p.Training)} (vs {p.Baseline})", X(r.TrainRatio), $"{X(p.Inference)} (vs {p.Baseline})", X(r.InferenceRatio),
-                $"{r.DeqTrainMs:F1} / {r.DeqInferenceMs:F1} ({r.ForwardSteps} fwd / {r.BackwardSteps} bwd Broyden steps)",
+                $"{r.DeqTrainMs:F1} / {r.DeqInferenceMs:F1} ({r.ForwardSteps} fwd / {r.BackwardSteps} bwd solver steps)",
                 $"{r.BaselineTrainMs:F1} / {r.BaselineInferenceMs:F1}",
             };
         }).ToList();
@@ -216,13 +292,21 @@ public static class RuntimeExperiment
         {
             "Ratio = DEQ time / weight-tied unrolled time (> 1: DEQ slower). Training: forward, loss, backward (the DEQ's adjoint solve included), no optimiser step. Inference: one forward without gradients.",
             "Baseline depth: \"matched\" is the number of plain iterations of the same f (a weight-tied stack of L layers) needed to reach the relative residual the DEQ's forward solve reaches on the timed batch (capped; a capped L means plain iteration never got there); the second row uses the paper's depth (18 Transformer / 70 TrellisNet layers) at our width.",
-            $"Paper: WikiText-103, its full-size models (sequences of 150), trained. Ours: random tokens, untrained models at initialisation (the Broyden step counts shown drive the ratio; trained models need more steps, see Figure 2), " +
-            $"Transformer d_model {s.Transformer.DModel}, TrellisNet h {s.TrellisNet.HSize}, batch {s.BatchSize}, sequences of {s.Transformer.SeqLen} / {s.TrellisNet.SeqLen}, no memory.",
+            "Paper: WikiText-103, its full-size models (sequences of 150), trained. Ours: " +
+            (trained.Count > 0
+                ? $"both DEQs trained on {data!.Description} for {s.Training!.Steps} steps ({string.Join("; ", trained.Select(t => $"{t.Label}: test ppl {t.TestPerplexity:0.0} on {t.TestTokens:N0} tokens, {t.Seconds / 60:0.0} min"))}), timed on the first PTB test tokens"
+                : "random tokens, untrained models at initialisation (the solver step counts shown drive the ratio; trained models need more steps, see Figure 2)") +
+            $"; Transformer d_model {s.Transformer.DModel}, TrellisNet h {s.TrellisNet.HSize}, batch {s.BatchSize}, sequences of {s.Transformer.SeqLen} / {s.TrellisNet.SeqLen}, no memory. " +
+            "The weight-tied baselines are the trained DEQ's own f unrolled L times (not separately trained networks).",
             $"DEQ solvers: {s.Transformer.EffectiveSchedule.Describe()} (Transformer); {s.TrellisNet.EffectiveSchedule.Describe()} (TrellisNet); the same forward tolerance at inference (the paper relaxes it there).",
             $"Timing: {s.Warmup} warm-up runs, then the median of {s.Repeats}; on a shared 2-core CPU expect noise of tens of percent.",
         };
+        // C4 compares with the paper's baselines: its depths.
+        var paperDepth = rows.Where(r => r.Depth == (r.Family == "Transformer" ? s.TransformerPaperDepth : s.TrellisNetPaperDepth))
+            .SelectMany(r => new[] { new RuntimeRatio($"{r.Family} training (L = {r.Depth})", r.TrainRatio), new RuntimeRatio($"{r.Family} inference (L = {r.Depth})", r.InferenceRatio) }).ToList();
+        var verdict = Claims.C4(paperDepth, trained.Count > 0 && data is { Synthetic: false } ? s.Training!.Steps : 0);
         return new ResultTable("Table 4: runtime ratios, DEQ / weight-tied unrolled baseline",
             ["Comparison", "Baseline L", "Paper training", "Ours training", "Paper inference", "Ours inference", "Ours DEQ ms (train / infer)", "Ours baseline ms (train / infer)"],
-            cells, notes);
+            cells, notes, [Claims.AtScale(scale, verdict)]);
     }
 }

@@ -53,9 +53,10 @@ module TrellisNetCell =
 /// A registry language model as training sees it, from F#.
 [<RequireQualifiedAccess>]
 module LanguageModel =
-    /// One segment [L, batch] from the previous memory (None at the start of a pass).
-    let forward (model: LanguageModel) (input: torch.Tensor) (memory: torch.Tensor option) : LanguageModelOutput =
-        model.Forward.Invoke(input, Option.toObj memory)
+    /// One segment [L, batch] from the previous memory (None at the start of a pass), at a training step
+    /// (None in evaluation).
+    let forward (model: LanguageModel) (input: torch.Tensor) (memory: torch.Tensor option) (context: StepContext option) : LanguageModelOutput =
+        model.Forward.Invoke(input, Option.toObj memory, Option.toObj context)
 
     /// The memory to carry into the next segment, if the model has one.
     let memory (output: LanguageModelOutput) : torch.Tensor option = Option.ofObj output.Memory

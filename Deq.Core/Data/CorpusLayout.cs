@@ -24,10 +24,13 @@ public sealed record CorpusLayout(string Format, string Train, string Valid, str
 
     /// <summary>
     /// The layout of a corpus directory. A missing directory, or a missing file in the layout
-    /// found, is a <see cref="FileNotFoundException"/> naming it and giving the download command.
+    /// found, is a <see cref="FileNotFoundException"/> naming it and giving the download command; a file
+    /// given as the directory is an <see cref="ArgumentException"/> naming its folder.
     /// </summary>
     public static CorpusLayout Detect(string dir)
     {
+        if (File.Exists(dir))
+            throw new ArgumentException($"{dir} is a file; a corpus is the directory that holds its three split files (here: {Path.GetDirectoryName(Path.GetFullPath(dir))}).", nameof(dir));
         if (!Directory.Exists(dir))
             throw new DirectoryNotFoundException($"corpus directory {dir} does not exist. {DownloadHint(dir, null)}");
         var layout = All.FirstOrDefault(l => File.Exists(Path.Combine(dir, l.Train)))

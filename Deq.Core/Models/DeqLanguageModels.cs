@@ -21,14 +21,11 @@ public static class DeqLanguageModels
         .With("deq-trellisnet-tiny", spec => TrellisNet("deq-trellisnet-tiny", spec, DeqTrellisNetConfig.Tiny));
 
     /// <summary>
-    /// Counts training forward passes to pick the schedule's gradient mode. The trainer's Forward does not
-    /// receive the step, so a resumed run restarts this count (pretraining would repeat): a known gap.
+    /// The schedule's step: the trainer's step for a training forward, -1 (past pretraining) in evaluation.
+    /// Read from the step context, not counted, so a resumed run does not repeat the pretraining.
     /// </summary>
-    sealed class StepCounter
-    {
-        int _step;
-        public int Next(nn.Module m) => m.training && torch.is_grad_enabled() ? _step++ : -1;
-    }
+    static int ScheduleStep(nn.Module m, StepContext? context) =>
+        context is { } c && m.training && torch.is_grad_enabled() ? (int)Math.Min(c.Step, int.MaxValue) : -1;
 
     /// <summary>The schedule's options at the step, with the adjoint's report captured for the trainer's log.</summary>
     static (EquilibriumOptions Options, Func<EquilibriumResult, Func<SolverStats>> Stats) Observe(EquilibriumSchedule schedule, int step)
@@ -37,6 +34,10 @@ public static class DeqLanguageModels
         var options = schedule.OptionsAt(step) with { OnBackward = r => report = r };
         return (options, eq => () => new SolverStats(eq.Forward.Steps, eq.Forward.RelLowest, report?.Result.Steps, report?.Result.RelLowest));
     }
+
+    /// <summary>The preset's schedule with the spec's solvers, where it names any (`deq train --forward-solver ...`).</summary>
+    static EquilibriumSchedule WithSolvers(EquilibriumSchedule schedule, LanguageModelSpec spec) =>
+        schedule with { Forward = spec.Forward ?? schedule.Forward, Adjoint = spec.Adjoint ?? schedule.Adjoint };
 
     static Dictionary<string, string> Fingerprint(string name, LanguageModelSpec spec, object config) => new()
     {
@@ -49,16 +50,15 @@ public static class DeqLanguageModels
     /// <summary>A DEQ-Transformer for the trainer; memory is [Z; Injection] concatenated on the feature axis, [B, M, d + 3 H dh].</summary>
     public static LanguageModel Transformer(string name, LanguageModelSpec spec, DeqTransformerConfig config)
     {
-        var c = config with { NToken = spec.VocabSize };
+        var c = config with { NToken = spec.VocabSize, Schedule = WithSolvers(config.EffectiveSchedule, spec) };
         torch.manual_seed(spec.Seed);
         var m = new DeqTransformerLM(c);
         m.to(spec.DType).to(spec.Device);
-        var steps = new StepCounter();
-        LanguageModelOutput Forward(Tensor input, Tensor? packed)
+        LanguageModelOutput Forward(Tensor input, Tensor? packed, StepContext? context)
         {
             TransformerMemory? memory = packed is null ? null
                 : new TransformerMemory(packed.narrow(2, 0, c.DModel), packed.narrow(2, c.DModel, packed.shape[2] - c.DModel));
-            var (options, stats) = Observe(c.EffectiveSchedule, steps.Next(m));
+            var (options, stats) = Observe(c.EffectiveSchedule, ScheduleStep(m, context));
             var output = m.Forward(input.t(), memory, options);
             var logits = m.LogProbs(output.Hidden).transpose(0, 1);
             var next = output.Memory.Length == 0 ? null : torch.cat([output.Memory.Z, output.Memory.Injection], 2);
@@ -70,18 +70,17 @@ public static class DeqLanguageModels
     /// <summary>A DEQ-TrellisNet for the trainer; memory is [Z flattened; X flattened], [B, max(k-1,1) 2 h + (k-1) d_embed].</summary>
     public static LanguageModel TrellisNet(string name, LanguageModelSpec spec, DeqTrellisNetConfig config)
     {
-        var c = config with { NToken = spec.VocabSize };
+        var c = config with { NToken = spec.VocabSize, Schedule = WithSolvers(config.EffectiveSchedule, spec) };
         torch.manual_seed(spec.Seed);
         var m = new DeqTrellisNetLM(c);
         m.to(spec.DType).to(spec.Device);
-        var steps = new StepCounter();
         long kz = m.trellisnet.CarriedStates, kx = c.KernelSize - 1, zWidth = kz * 2 * c.HSize;
-        LanguageModelOutput Forward(Tensor input, Tensor? packed)
+        LanguageModelOutput Forward(Tensor input, Tensor? packed, StepContext? context)
         {
             long b = input.shape[1];
             TrellisMemory? memory = packed is null ? null
                 : new TrellisMemory(packed.narrow(1, 0, zWidth).reshape(b, kz, 2 * c.HSize), packed.narrow(1, zWidth, kx * c.NInp).reshape(b, kx, c.NInp));
-            var (options, stats) = Observe(c.EffectiveSchedule, steps.Next(m));
+            var (options, stats) = Observe(c.EffectiveSchedule, ScheduleStep(m, context));
             var output = m.Forward(input.t(), memory, options);
             var logits = m.LogProbs(output.Hidden).transpose(0, 1);
             var next = torch.cat([output.Memory.Z.reshape(b, -1), output.Memory.X.reshape(b, -1)], 1);

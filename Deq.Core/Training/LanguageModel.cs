@@ -14,13 +14,20 @@ public sealed record LanguageModelOutput(Tensor Logits, Tensor? Memory, Func<Sol
 /// and the memory from the previous segment (null at the start of a pass).
 /// </summary>
 /// <param name="Module">Parameters and state_dict.</param>
-/// <param name="Forward">(input [L, batch] int64, memory or null) → logits and new memory.</param>
+/// <param name="Forward">
+/// (input [L, batch] int64, memory or null, the training step or null in evaluation) → logits and new memory.
+/// Models whose training follows a schedule of the step (a DEQ's unrolled pretraining) read it from the
+/// context, so a resumed run continues the schedule where it stopped.
+/// </param>
 /// <param name="Config">Configuration fields for the checkpoint fingerprint (sizes, solver settings).</param>
-public sealed record LanguageModel(nn.Module Module, Func<Tensor, Tensor?, LanguageModelOutput> Forward, IReadOnlyDictionary<string, string> Config);
+public sealed record LanguageModel(nn.Module Module, Func<Tensor, Tensor?, StepContext?, LanguageModelOutput> Forward, IReadOnlyDictionary<string, string> Config);
 
 /// <summary>What a model factory is told.</summary>
 /// <param name="VocabSize">Output classes.</param>
 /// <param name="Device">Where the parameters go.</param>
 /// <param name="DType">Floating-point type of the parameters.</param>
 /// <param name="Seed">Initialisation seed (the factory's draws are made under it).</param>
-public sealed record LanguageModelSpec(int VocabSize, Device Device, ScalarType DType = ScalarType.Float32, long Seed = 0);
+/// <param name="Forward">DEQ models: the forward solver in place of the preset's (null: the preset's). Models without one ignore it.</param>
+/// <param name="Adjoint">DEQ models: the adjoint after pretraining in place of the preset's (null: the preset's).</param>
+public sealed record LanguageModelSpec(int VocabSize, Device Device, ScalarType DType = ScalarType.Float32, long Seed = 0,
+                                       Deq.Solvers.Solver? Forward = null, Deq.Implicit.Adjoint? Adjoint = null);

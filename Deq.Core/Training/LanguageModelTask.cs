@@ -49,7 +49,7 @@ public static class LanguageModelTask
             int index = (int)(ctx.Step % segments);
             if (index == 0) { memory?.Dispose(); memory = null; }
             var (input, target) = Batching.Segment(train, index, seg.Length);
-            var output = model.Forward(input, memory);
+            var output = model.Forward(input, memory, ctx);
             var next = output.Memory?.detach();
             memory?.Dispose();
             memory = next?.MoveToOuterDisposeScope();
@@ -68,7 +68,7 @@ public static class LanguageModelTask
             {
                 using var scope = torch.NewDisposeScope();
                 var (input, target) = Batching.Segment(valid, i, evalLength);
-                var output = model.Forward(input, mem);
+                var output = model.Forward(input, mem, null);
                 var sum = nn.functional.cross_entropy(output.Logits.reshape(-1, output.Logits.shape[^1]), target.reshape(-1), reduction: nn.Reduction.Sum);
                 nll += sum.ToDouble();
                 tokens += target.NumberOfElements;

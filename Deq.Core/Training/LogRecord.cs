@@ -7,6 +7,8 @@ public enum Phase
     Train,
     /// <summary>An evaluation on the validation data.</summary>
     Valid,
+    /// <summary>A training step whose update was dropped (non-finite loss or gradient, under <see cref="TrainOptions.SkipNonFiniteSteps"/>).</summary>
+    Skipped,
 }
 
 /// <summary>One line of the training log. Solver fields are null when the model reports none.</summary>

@@ -38,7 +38,7 @@ public static class LogSinks
     public static string Format(LogRecord r)
     {
         var s = string.Create(CultureInfo.InvariantCulture,
-            $"{(r.Phase == Phase.Train ? "step" : "valid"),-5} {r.Step,7}/{r.TotalSteps} loss {r.Loss,7:F4} ppl {r.Perplexity,9:F2}");
+            $"{r.Phase switch { Phase.Train => "step", Phase.Valid => "valid", _ => "skip" },-5} {r.Step,7}/{r.TotalSteps} loss {r.Loss,7:F4} ppl {r.Perplexity,9:F2}");
         if (r.LearningRate is { } lr) s += string.Create(CultureInfo.InvariantCulture, $" lr {lr:E2}");
         if (r.GradNorm is { } gn) s += string.Create(CultureInfo.InvariantCulture, $" |g| {gn:F3}");
         if (r.Solver is { } st)

@@ -27,8 +27,8 @@ public sealed class TinyLstm : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>input [L, B] → logits [L, B, V]; memory is (h, c) stacked as [2, 1, B, H].</summary>
-    public LanguageModelOutput Run(Tensor input, Tensor? memory)
+    /// <summary>input [L, B] → logits [L, B, V]; memory is (h, c) stacked as [2, 1, B, H]. The step is not used.</summary>
+    public LanguageModelOutput Run(Tensor input, Tensor? memory, StepContext? step = null)
     {
         var e = _embed.call(input);
         var state = memory is null ? null : ((Tensor, Tensor)?)(memory[0], memory[1]);
@@ -42,7 +42,7 @@ public sealed class TinyLstm : nn.Module
         torch.manual_seed(spec.Seed);
         var m = new TinyLstm(spec.VocabSize, hidden);
         m.to(spec.DType).to(spec.Device);
-        return new LanguageModel(m, m.Run, new Dictionary<string, string>
+        return new LanguageModel(m, (input, memory, step) => m.Run(input, memory, step), new Dictionary<string, string>
         {
             ["model.name"] = "lstm-tiny",
             ["model.hidden"] = hidden.ToString(),

@@ -23,10 +23,14 @@ public sealed record Table2Settings(DeqTrellisNetConfig Model, EquilibriumSchedu
             EquilibriumSchedule.Lean(pretrainSteps: 40, unrolledLayers: 4, forwardIterations: 10, backwardIterations: 10),
             BaselineLayers: 8, new LmBudget(Steps: 120, Batch: 16, SeqLen: 35, LearningRate: 4e-3, WarmupSteps: 10, EvalBatch: 10, EvalSegments: 15),
             new MemorySetting(SeqLen: 150, Batch: 15, Width: 256)),
-        ExperimentScale.Large => new(new DeqTrellisNetConfig(NInp: 200, NHid: 400, NOut: 200, SeqLen: 70, Dropout: 0.3, DropoutI: 0.3, DropoutH: 0.2, InitStd: 0.05),
-            EquilibriumSchedule.Lean(pretrainSteps: 2000, unrolledLayers: 8, forwardIterations: 30, backwardIterations: 30),
-            BaselineLayers: 24, new LmBudget(Steps: 8000, Batch: 20, SeqLen: 70, LearningRate: 1e-3, WarmupSteps: 200, EvalBatch: 10, EvalSegments: 0),
-            new MemorySetting(SeqLen: 150, Batch: 15, Width: 600)),
+        // Large, estimated ~55 min on this 2-core CPU: small's DEQ step is ~2.9 GFLOP (~0.2 s idle); this one ~24 GFLOP
+        // (h 128, 1400 tokens, 10 + 10 solver steps, the 10,000-word softmax a quarter of it): ~1.7 s, the 12-layer
+        // baseline ~1.8 s; 900 steps each (1.35 epochs), the whole test split, two memory probes. Basis: the committed small run's ms/step on the idle machine (about 14 GFLOP/s achieved), scaled by the per-step work; today's small run was about 11x slower under a load average of 12-20, so a busy machine takes far longer.
+        // Whether 1.35 epochs reach the test perplexity 200 is not known until it runs; C1 says "not tested" if not.
+        ExperimentScale.Large => new(new DeqTrellisNetConfig(NInp: 64, NHid: 64, NOut: 64, SeqLen: 70, Dropout: 0.1, DropoutI: 0.1, DropoutH: 0.05, InitStd: 0.05),
+            EquilibriumSchedule.Lean(pretrainSteps: 300, unrolledLayers: 4, forwardIterations: 10, backwardIterations: 10),
+            BaselineLayers: 12, new LmBudget(Steps: 900, Batch: 20, SeqLen: 70, LearningRate: 2e-3, WarmupSteps: 50, EvalBatch: 10, EvalSegments: 0),
+            new MemorySetting(SeqLen: 150, Batch: 15, Width: 128)),
         ExperimentScale.Paper => new(DeqTrellisNetConfig.Ptb, DeqTrellisNetConfig.Ptb.EffectiveSchedule,
             BaselineLayers: 60, new LmBudget(Steps: 100_000, Batch: 20, SeqLen: 110, LearningRate: 1e-3, WarmupSteps: 1000, EvalBatch: 10, EvalSegments: 0),
             new MemorySetting(SeqLen: 150, Batch: 15, Width: 1400)),
@@ -60,6 +64,13 @@ public sealed record Table2Result(ResultTable Table, LmRun Deq, LmRun WeightTied
 
     /// <summary>Writes the Markdown to <paramref name="path"/> (atomically).</summary>
     public void Write(string path) => Table.Write(path, Run, Wall);
+
+    /// <summary>Rows, verdicts and run for paper-figures/&lt;scale&gt;/table2-ptb.json.</summary>
+    public ExperimentReport Report => ExperimentReport.Of(Table2Ptb.FileStem, Table, Run, Wall,
+    [
+        LmReport.Row(WeightTied, WeightTiedMemory?.PeakBytes, PaperResults.Ptb[0]),
+        LmReport.Row(Deq, DeqMemory?.PeakBytes, PaperResults.Ptb[1]),
+    ]);
 }
 
 /// <summary>
@@ -68,6 +79,9 @@ public sealed record Table2Result(ResultTable Table, LmRun Deq, LmRun WeightTied
 /// </summary>
 public static class Table2Ptb
 {
+    /// <summary>File stem of the outputs (table2-ptb.md, table2-ptb.json).</summary>
+    public const string FileStem = "table2-ptb";
+
     /// <summary>Runs the preset for <paramref name="scale"/>.</summary>
     public static Table2Result Run(ExperimentScale scale) => Run(Table2Settings.For(scale), scale);
 
@@ -111,10 +125,15 @@ public static class Table2Ptb
             $"The weight-tied TrellisNet is the DEQ's own f applied {s.BaselineLayers} times with backprop through all of them (the paper's baseline has 60 layers and an auxiliary loss we do not add).",
             memoryNote,
         };
-        var title = data.Synthetic ? "Table 2: Penn Treebank (PTB NOT FOUND: synthetic data, not comparable)" : "Table 2: Penn Treebank, word level";
+        var title = data.Synthetic ? "Table 2: Penn Treebank (PTB NOT FOUND: synthetic data, not comparable)" : $"Table 2: Penn Treebank, word level (ours at scale `{scale.ToString().ToLowerInvariant()}`)";
+        var verdicts = new[]
+        {
+            Claims.C1([new ClaimPair("DEQ", deq.TestPerplexity, "weight-tied", tied.TestPerplexity)], Claims.PtbTargetPerplexity, data.Synthetic),
+            Claims.C2(deqMem is null || tiedMem is null ? [] : [new ClaimPair("DEQ", deqMem.PeakBytes, $"{s.BaselineLayers}-layer weight-tied", tiedMem.PeakBytes)]),
+        }.Select(v => Claims.AtScale(scale, v)).ToList();
         var table = new ResultTable(title,
             ["model (paper)", "paper: params (non-emb.)", "paper: test ppl", "paper: memory†", "ours: model", "ours: params (non-emb.)", "ours: test ppl", "ours: memory"],
-            rows, notes);
+            rows, notes, verdicts);
         return new Table2Result(table, deq, tied, deqMem, tiedMem, data.Description, s, RunInfo.Capture(scale, ExperimentDevice.Default), clock.Elapsed);
     }
 
@@ -133,7 +152,7 @@ public static class Table2Ptb
             var tied = TrainingMemory.MeasureInFreshProcess(tiedProbe);
             return (deq, tied, paper + $" Ours: one training step (forward + backward) of the TrellisNet core alone on an embedded input (embedding and softmax excluded), " +
                 $"at sequence {m.SeqLen}, batch {m.Batch} and h = {m.Width} channels for both (our trained models are narrower; the paper's PTB model has 1400); " +
-                $"DEQ: {deq.ForwardSteps}/{deq.BackwardSteps} Broyden steps; weight-tied: {s.BaselineLayers} layers. " +
+                $"DEQ: {deq.ForwardSteps}/{deq.BackwardSteps} forward/adjoint steps of the lean training default ({deqProbe.Label}); weight-tied: {s.BaselineLayers} layers. " +
                 $"DEQ / weight-tied = {(double)deq.PeakBytes / Math.Max(1, tied.PeakBytes):P0} (paper: 1.2 / 8.5 = 14%). Method: {deq.Method}.");
         }
         catch (InvalidOperationException e)

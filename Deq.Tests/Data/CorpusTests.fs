@@ -1,5 +1,6 @@
 module Deq.Tests.Data.CorpusTests
 
+open System
 open System.IO
 open System.Diagnostics
 open Expecto
@@ -71,6 +72,25 @@ let tests =
             throwsWith<InvalidDataException> [ "ptb.train.txt:2"; "binary" ] (fun () -> Corpus.Load(d.Path) |> ignore) |> ignore
             File.WriteAllBytes(d.File "ptb.train.txt", [| 0x61uy; 0x0Auy; 0xFFuy; 0xFEuy; 0x0Auy |])
             throwsWith<InvalidDataException> [ "ptb.train.txt"; "UTF-8" ] (fun () -> Corpus.Load(d.Path) |> ignore) |> ignore
+        }
+
+        test "invalid UTF-8 far into a file names its own line (not the first line of the read buffer)" {
+            use d = new TempDir()
+            tinyPtb d "a\n"
+            let good = String.replicate 69 "a b c\n" |> Text.Encoding.UTF8.GetBytes
+            File.WriteAllBytes(d.File "ptb.train.txt", Array.concat [ good; [| 0x61uy; 0x20uy; 0xC3uy; 0x28uy; 0x0Auy |]; Text.Encoding.UTF8.GetBytes "b a\n" ])
+            let e = throwsWith<InvalidDataException> [ "ptb.train.txt:70:"; "UTF-8"; "0xC3"; "byte 3" ] (fun () -> Corpus.Load(d.Path) |> ignore)
+            Expect.isFalse (e.Message.Contains "\n") "one line"
+            // CRLF line ends read as LF ones; a line without a final newline still counts.
+            File.WriteAllBytes(d.File "ptb.train.txt", Text.Encoding.UTF8.GetBytes " a b  c \r\n\r\nb a")
+            use c = Corpus.Load(d.Path)
+            Expect.equal (ids c.Train) [| 0; 1; 2; 3; 3; 1; 0; 3 |] "same ids as the LF file"
+        }
+
+        test "a file given as the corpus directory is an error naming its folder" {
+            use d = new TempDir()
+            tinyPtb d "a\n"
+            throwsWith<System.ArgumentException> [ "ptb.train.txt is a file"; "directory"; d.Path ] (fun () -> Corpus.Load(d.File "ptb.train.txt") |> ignore) |> ignore
         }
 
         test "a known file name and size with other content is a checksum error with both digests" {

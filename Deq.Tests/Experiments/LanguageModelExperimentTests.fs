@@ -44,15 +44,26 @@ let tests =
             Expect.isGreaterThan r.Deq.NonEmbedding 0L "the core has parameters"
             Expect.equal r.Deq.NonEmbedding r.WeightTied.NonEmbedding "same width, same core"
             Expect.stringContains r.Markdown "scale `smoke`" "footer"
+            let verdicts = Deq.Tests.Models.ModelFixtures.required "verdicts" r.Table.Verdicts
+            Expect.equal (verdicts |> Seq.map (fun v -> v.Claim) |> List.ofSeq) [ "C1"; "C2" ] "Table 2 tests C1 and C2"
+            Expect.equal verdicts.[0].Outcome ClaimOutcome.NotTested "synthetic data leaves C1 untested"
+            Expect.stringContains verdicts.[1].Evidence " MB against " "memory was measured, and the figures stay in the evidence"
+            Expect.equal verdicts.[1].Outcome ClaimOutcome.NotTested "but a smoke run decides nothing"
+            Expect.equal (r.Report.Rows |> Seq.map (fun row -> row.TrainingMemoryBytes.HasValue) |> List.ofSeq) [ true; true ] "JSON rows carry the memory"
         }
 
-        test "Table 3 at smoke scale: every paper row, five of ours, finite perplexities" {
+        test "Table 3 at smoke scale: every paper row, seven of ours with memory, finite perplexities" {
             use data = synthetic ()
             let r = Table3WikiText.Run(Table3Settings.For ExperimentScale.Smoke, ExperimentScale.Smoke, data)
             Expect.equal r.Table.Rows.Count PaperResults.WikiText103.Count "one row per paper row"
             for p in PaperResults.WikiText103 do hasCell r.Table (sprintf "%.1f" p.Metric) p.Model
-            Expect.equal r.Runs.Count 5 "five contenders"
+            Expect.equal r.Runs.Count 7 "five contenders and two untied Transformer-XLs"
             for KeyValue(row, run) in r.Runs do finitePpl row run.TestPerplexity
+            Expect.equal (Set.ofSeq r.Memory.Keys) (Set.ofSeq r.Runs.Keys) "training memory for every row of ours"
+            let untied = r.Runs.[PaperResults.WikiText103.[6].Model]
+            let deqSmall = r.Runs.[PaperResults.WikiText103.[8].Model]
+            Expect.isLessThan (abs (float (untied.NonEmbedding - deqSmall.NonEmbedding)) / float deqSmall.NonEmbedding) 0.25 "the untied stack is about the DEQ's size"
+            Expect.equal (r.Report.Rows.Count) 7 "JSON rows"
             Expect.stringContains r.Table.Title "ours on" "the title names our corpus"
         }
 

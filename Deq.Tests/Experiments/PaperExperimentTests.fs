@@ -27,12 +27,18 @@ let tests =
             Expect.isLessThan (CopyMemorySettings.For ExperimentScale.Small).T 400 "small scale reduces T"
         }
 
-        test "Table 1: four trained models, paper column filled, finite losses" {
+        test "Table 1: five trained models (TCN included), paper column filled, finite losses, C3 untested at small T" {
             let s = CopyMemorySettings(T = 4, TrainSize = 16, TestSize = 8, BatchSize = 8, Steps = 2, LearningRate = 1e-3,
                                        Model = tinyTransformer 24, UnrolledLayers = 2, EvalPoints = 1)
             let r = CopyMemoryExperiment.Run(s, ExperimentScale.Smoke)
-            Expect.equal r.Rows.Count 4 "DEQ, weight-tied, LSTM, GRU"
-            Expect.equal r.Table.Rows.Count 5 "plus the paper's TCN"
+            Expect.equal r.Rows.Count 5 "DEQ, weight-tied, TCN, LSTM, GRU"
+            Expect.equal r.Table.Rows.Count 5 "one table row each"
+            Expect.isTrue (r.Rows |> Seq.exists (fun row -> row.Model.StartsWith "TCN")) "the TCN ran"
+            let verdict = Seq.exactlyOne (Deq.Tests.Models.ModelFixtures.required "verdicts" r.Table.Verdicts)
+            Expect.equal (verdict.Claim, verdict.Outcome) ("C3", ClaimOutcome.NotTested) "T = 4 cannot test C3"
+            Expect.stringContains r.Markdown "**C3**" "the table ends with the verdict"
+            Expect.equal r.Report.Rows.Count 5 "the JSON report has every row"
+            Expect.equal r.PaperFinalLosses.Count 4 "the paper's four final losses as chart series"
             for row in r.Table.Rows do Expect.equal row.Length r.Table.Columns.Length "row width"
             for row in r.Rows do
                 Expect.isTrue (finite row.TestLoss && row.TestLoss > 0.0) $"{row.Model}: finite loss"
@@ -60,6 +66,9 @@ let tests =
                 Expect.equal c.Y.Length 5 $"{c.Name}: one residual per evaluation"
                 Expect.isTrue (c.AllFinite && c.Y |> Array.forall (fun v -> v >= 0.0)) $"{c.Name}: finite"
             Expect.isTrue (r.TrainLoss.AllFinite) "loss finite"
+            Expect.equal r.Verdict.Claim "C5" "Figure 2 decides C5"
+            Expect.equal r.Table.Rows.Count 2 "start and end rows"
+            Expect.stringContains r.Markdown "**C5**" "verdict line"
         }
 
         test "Table 4: matched and paper depths per family, finite positive ratios, paper ratios present" {
@@ -74,5 +83,8 @@ let tests =
                 Expect.isTrue (row.Depth >= 1 && row.Depth <= 6) "depth within the cap"
             for row in r.Table.Rows do Expect.equal row.Length r.Table.Columns.Length "row width"
             for paper in [ "2.82x"; "1.76x"; "2.40x"; "1.64x" ] do Expect.stringContains r.Markdown paper "paper ratio"
+            let verdict = Seq.exactlyOne (Deq.Tests.Models.ModelFixtures.required "verdicts" r.Table.Verdicts)
+            Expect.equal (verdict.Claim, verdict.Outcome) ("C4", ClaimOutcome.NotTested) "untrained models leave C4 untested"
+            Expect.equal r.RatioSeries.Count 4 "paper and ours, training and inference"
         }
     ]

@@ -106,11 +106,11 @@ let training =
                 let lm = Deq.Models.DeqLanguageModels.Registry.Create(name, Deq.Training.LanguageModelSpec(30, torch.CPU, Seed = 5L))
                 use _ = lm.Module
                 let input = (tokens 6 3 5 30).t()   // [L 5, B 3]
-                let first = LanguageModel.forward lm input None
+                let first = LanguageModel.forward lm input None None
                 Expect.equal first.Logits.shape [| 5L; 3L; 30L |] $"{name}: logits"
                 Expect.isLessThan (maxAbsDiff (first.Logits.exp().sum(2L).double()) (torch.ones([| 5L; 3L |], dtype = ScalarType.Float64))) 1e-4 $"{name}: log-probabilities"
                 let memory = present "memory" (LanguageModel.memory first)
-                let second = LanguageModel.forward lm input (Some memory)
+                let second = LanguageModel.forward lm input (Some memory) None
                 Expect.equal second.Logits.shape [| 5L; 3L; 30L |] $"{name}: with memory"
                 let stats = present "stats" (LanguageModel.stats second)
                 Expect.isTrue (stats.ForwardSteps.HasValue && stats.ForwardSteps.Value > 0) $"{name}: forward solver steps reported"

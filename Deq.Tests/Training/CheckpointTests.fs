@@ -26,8 +26,9 @@ let tests =
             use d = new TempDir()
             let path = written d
             Expect.equal (Directory.GetFiles d.Path |> Array.map Path.GetFileName) [| "toy.ckpt" |] "only the checkpoint"
-            let struct (step, fp) = Trainer.Inspect path
-            Expect.equal step 6L "step"
+            let info = Trainer.Inspect path
+            let fp = info.Fingerprint
+            Expect.equal (info.Step, info.TotalSteps) (6L, 6L) "step and total"
             Expect.equal fp.["train.lr"] "0.05" "fingerprint field"
             Expect.equal fp.["task"] "toy" "task field"
         }
@@ -37,6 +38,13 @@ let tests =
             let path = written d
             let other = TrainOptions(Steps = 6, LearningRate = 0.01, WarmupSteps = 2, ClipNorm = 0.5, Seed = 5L, CheckpointPath = path, Resume = true)
             refuses<InvalidOperationException> path other [ "another configuration"; "train.lr: checkpoint 0.05, now 0.01"; "train.clip" ]
+        }
+
+        test "a configuration printed as a record is compared member by member" {
+            let saved = readOnlyDict [ "model.config", "Cfg { A = 1, S = Sched { x }, L = [1, 2] }"; "train.lr", "0.1" ]
+            let now = readOnlyDict [ "model.config", "Cfg { A = 1, S = Sched { y }, L = [1, 2] }"; "train.lr", "0.1" ]
+            Expect.equal (List.ofSeq (Fingerprint.Diff(saved, now))) [ "model.config.S: checkpoint Sched { x }, now Sched { y }" ] "only the member that differs"
+            Expect.equal (List.ofSeq (Fingerprint.Diff(saved, readOnlyDict [ "train.lr", "0.1" ]))) [ "model.config: checkpoint Cfg { A = 1, S = Sched { x }, L = [1, 2] }, now (absent)" ] "absent field"
         }
 
         test "a truncated, corrupted or foreign file is a clear error, never a crash in TorchSharp" {

@@ -46,7 +46,7 @@ let lmTask (corpus: Corpus) =
     LanguageModelTask.Create(model, corpus, LanguageModelTaskOptions(SegmentOptions(Batch = 3, Length = 5), EvalBatch = 2))
 
 /// Runs to completion straight, and again interrupted after `cut` steps then resumed; returns both parameter vectors.
-let private straightVsResumed (make: unit -> TrainingTask) (options: string option -> bool -> TrainOptions) cut =
+let straightVsResumed (make: unit -> TrainingTask) (options: string option -> bool -> TrainOptions) cut =
     use d = new TempDir()
     let a = make ()
     Trainer.Run(a, options None false) |> ignore
@@ -57,8 +57,7 @@ let private straightVsResumed (make: unit -> TrainingTask) (options: string opti
     let first = Trainer.Run(make (), o, Action<_> stopAt, cancel.Token)
     Expect.isTrue first.Interrupted "interrupted"
     Expect.equal first.Step (int64 cut) "stopped after the cut"
-    let struct (savedStep, _) = Trainer.Inspect path
-    Expect.equal savedStep (int64 cut) "checkpoint at the cut"
+    Expect.equal (Trainer.Inspect path).Step (int64 cut) "checkpoint at the cut"
     let b = make ()
     let second = Trainer.Run(b, o)
     Expect.equal second.ResumedFrom (int64 cut) "resumed from the cut"
@@ -115,7 +114,7 @@ let tests =
             use corpus = tinyCorpus d
             let w = torch.nn.Linear(1L, 1L)
             let v = int64 corpus.Vocabulary.Count
-            let forward = Func<torch.Tensor, torch.Tensor, LanguageModelOutput>(fun input _ ->
+            let forward = Func<torch.Tensor, torch.Tensor, StepContext, LanguageModelOutput>(fun input _ _ ->
                 LanguageModelOutput(torch.zeros([| input.shape.[0]; input.shape.[1]; v |]) + 0.0 * w.weight.sum(), null))
             let task = LanguageModelTask.Create(LanguageModel(w, forward, readOnlyDict ([]: (string * string) list)), corpus, LanguageModelTaskOptions(SegmentOptions(2, 4)))
             let r = Trainer.Evaluate task
