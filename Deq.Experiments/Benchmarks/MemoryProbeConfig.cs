@@ -12,7 +12,7 @@ public enum CoreFamily
 /// <summary>Which solver pair a DEQ probe uses.</summary>
 public enum ProbeSolvers
 {
-    /// <summary>The training default: Anderson (m = 5) forward, the implicit adjoint by <see cref="Deq.Implicit.EquilibriumOptions.LeanAdjointSolve"/>.</summary>
+    /// <summary>The training default: <see cref="Deq.Implicit.EquilibriumOptions.LeanForward"/> forward, the implicit adjoint by <see cref="Deq.Implicit.EquilibriumOptions.LeanAdjointSolve"/>.</summary>
     Lean,
     /// <summary>The paper's pair: Broyden forward and on the adjoint, rank <see cref="MemoryProbeConfig.BroydenMemory"/>.</summary>
     Broyden,

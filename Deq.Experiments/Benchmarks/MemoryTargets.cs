@@ -45,7 +45,7 @@ public static class MemoryTargets
         var json = new JsonObject
         {
             ["setting"] = $"seq {s.SeqLen}, batch {s.Batch}, float32, CPU, one thread; DEQ: the training default " +
-                $"(Anderson m=5 forward, {EquilibriumOptions.LeanAdjointSolve().Describe()} adjoint), every step taken; each peak the minimum of {s.Runs} fresh processes",
+                $"({EquilibriumOptions.LeanForward().Describe()} forward, {EquilibriumOptions.LeanAdjointSolve().Describe()} adjoint), every step taken; each peak the minimum of {s.Runs} fresh processes",
             ["load_average_before"] = LoadAverage(),
         };
         MemoryMeasurement Min(MemoryProbeConfig c)

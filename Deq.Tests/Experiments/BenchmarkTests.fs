@@ -43,8 +43,8 @@ let tests =
                 let options = Deq.Implicit.EquilibriumOptions(o.Forward, o.Adjoint, (fun r -> backwardSteps <- r.Result.Steps))
                 let eq = Deq.Implicit.Equilibrium.Solve(bound.F, bound.Z0, options)
                 Deq.Implicit.Equilibrium.Backward(eq.Z.square().mean())
-                Expect.equal eq.Forward.Steps 3 $"{family}: all forward steps taken"
-                // The lean adjoint is plain iteration, then Anderson from its best iterate: both run all 3 steps.
+                // The lean pair is plain iteration, then Anderson from its best iterate, both ways: each stage runs all 3 steps.
+                Expect.equal eq.Forward.Steps 6 $"{family}: all forward steps of both stages taken"
                 Expect.equal backwardSteps 6 $"{family}: all backward steps of both stages taken"
                 Expect.isGreaterThan core.StateBytes 0L "state size"
         }
@@ -55,7 +55,7 @@ let tests =
             | Some _ ->
                 let m = TrainingMemory.MeasureInFreshProcess(MemoryProbeConfig(Width = 8, SeqLen = 30, Batch = 4, Iterations = 3), TimeSpan.FromMinutes 2.0)
                 Expect.isGreaterThan m.PeakBytes 0L "peak above baseline"
-                Expect.equal m.ForwardSteps 3 "steps"
+                Expect.equal m.ForwardSteps 6 "steps: 3 of plain iteration, 3 of its Anderson fallback"
                 Expect.stringContains m.Method "clear_refs" "method stated"
         }
 
