@@ -20,7 +20,8 @@ internal static partial class Reproduce
         var root = opts.Text("root") is { Length: > 0 } r ? Path.GetFullPath(r) : FindRepositoryRoot();
         var notebookDir = Path.Combine(root, "Deq.Notebooks");
         var figures = opts.Text("figures") is { Length: > 0 } f ? Path.GetFullPath(f) : Path.Combine(root, "paper-figures");
-        var executed = Path.Combine(figures, "notebooks");
+        // Executed notebooks go with their scale's outputs, so a small run never replaces a large one's.
+        var executed = Path.Combine(PaperFigures.DirectoryFor(scale, figures), "notebooks");
 
         var only = opts.Text("only").Split(',', StringSplitOptions.RemoveEmptyEntries);
         var notebooks = RepositoryNotebooks(notebookDir)
