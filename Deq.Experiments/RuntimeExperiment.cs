@@ -3,6 +3,7 @@ using System.Globalization;
 using Deq.Implicit;
 using Deq.Models;
 using Deq.Solvers;
+using Deq.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -165,22 +166,25 @@ public static class RuntimeExperiment
         return torch.randint(0, vocab, [batch, seqLen + 1], dtype: ScalarType.Int64, generator: g);
     }
 
+    // The model trained on the corpus when the settings give a training budget, else freshly initialised under the seed.
+    static T TrainedOrFresh<T>(string label, string config, Func<LanguageModelSpec, LanguageModel> factory, Func<T> fresh,
+        RuntimeSettings s, LmData? data, List<LmRun> trained) where T : nn.Module
+    {
+        if (data is not null && s.Training is { } budget)
+        {
+            var (lm, run) = LmTraining.Train(label, config, factory, data.Corpus, budget with { Seed = s.Seed });
+            trained.Add(run);
+            return (T)lm.Module;
+        }
+        torch.manual_seed(s.Seed);
+        return fresh();
+    }
+
     static Family TransformerFamily(RuntimeSettings s, LmData? data, List<LmRun> trained)
     {
         var c = s.Transformer with { MemLen = 0 };
-        DeqTransformerLM m;
-        if (data is not null && s.Training is { } budget)
-        {
-            var (lm, run) = LmTraining.Train("DEQ-Transformer", $"d_model {c.DModel}, {c.NHead} heads, d_inner {c.DInner}; {c.EffectiveSchedule.Describe()}",
-                spec => DeqLanguageModels.Transformer("deq-transformer", spec, c), data.Corpus, budget with { Seed = s.Seed });
-            trained.Add(run);
-            m = (DeqTransformerLM)lm.Module;
-        }
-        else
-        {
-            torch.manual_seed(s.Seed);
-            m = new DeqTransformerLM(c);
-        }
+        var m = TrainedOrFresh("DEQ-Transformer", $"d_model {c.DModel}, {c.NHead} heads, d_inner {c.DInner}; {c.EffectiveSchedule.Describe()}",
+            spec => DeqLanguageModels.Transformer("deq-transformer", spec, c), () => new DeqTransformerLM(c), s, data, trained);
         return new Family("Transformer", m, c.EffectiveSchedule, s.TransformerPaperDepth,
             (x, y, o) => { var out_ = m.Forward(x, null, o); return (m.Loss(out_.Hidden, y), out_.Equilibrium); },
             x => { var cell = m.Bind(x, null); return (cell.F, cell.Z0); });
@@ -189,19 +193,8 @@ public static class RuntimeExperiment
     static Family TrellisFamily(RuntimeSettings s, LmData? data, List<LmRun> trained)
     {
         var c = s.TrellisNet;
-        DeqTrellisNetLM m;
-        if (data is not null && s.Training is { } budget)
-        {
-            var (lm, run) = LmTraining.Train("DEQ-TrellisNet", $"d_embed {c.NInp}, h {c.HSize}; {c.EffectiveSchedule.Describe()}",
-                spec => DeqLanguageModels.TrellisNet("deq-trellisnet", spec, c), data.Corpus, budget with { Seed = s.Seed });
-            trained.Add(run);
-            m = (DeqTrellisNetLM)lm.Module;
-        }
-        else
-        {
-            torch.manual_seed(s.Seed);
-            m = new DeqTrellisNetLM(c);
-        }
+        var m = TrainedOrFresh("DEQ-TrellisNet", $"d_embed {c.NInp}, h {c.HSize}; {c.EffectiveSchedule.Describe()}",
+            spec => DeqLanguageModels.TrellisNet("deq-trellisnet", spec, c), () => new DeqTrellisNetLM(c), s, data, trained);
         return new Family("TrellisNet", m, c.EffectiveSchedule, s.TrellisNetPaperDepth,
             (x, y, o) => { var out_ = m.Forward(x, null, o); return (m.Loss(out_.Hidden, y), out_.Equilibrium); },
             x => { var cell = m.Bind(x, null); return (cell.F, cell.Z0); });
