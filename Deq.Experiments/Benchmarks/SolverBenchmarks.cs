@@ -39,14 +39,20 @@ public static class SolverBenchmarks
         foreach (var (name, solver) in Solvers(tol, maxIter))
         {
             if (warmUp) using (torch.NewDisposeScope()) solver(f, z0);
-            using var scope = torch.NewDisposeScope();
-            var timed = new TimedF(f);
-            var clock = Stopwatch.StartNew();
-            var r = solver(timed.F, z0);
-            clock.Stop();
-            costs.Add(new SolverCost(name, r.Evaluations, r.Steps, r.Converged, r.RelLowest, clock.Elapsed.TotalSeconds, timed.Elapsed.TotalSeconds));
+            costs.Add(TimedSolve(name, solver, f, z0));
         }
         return [.. costs];
+    }
+
+    // One solve, timed in all and inside f, in its own dispose scope.
+    static SolverCost TimedSolve(string name, Solver solver, Func<Tensor, Tensor> f, Tensor z0)
+    {
+        using var scope = torch.NewDisposeScope();
+        var timed = new TimedF(f);
+        var clock = Stopwatch.StartNew();
+        var r = solver(timed.F, z0);
+        clock.Stop();
+        return new SolverCost(name, r.Evaluations, r.Steps, r.Converged, r.RelLowest, clock.Elapsed.TotalSeconds, timed.Elapsed.TotalSeconds);
     }
 
     /// <summary>
@@ -63,14 +69,7 @@ public static class SolverBenchmarks
             using (torch.NewDisposeScope()) solver(f, z0);
             var runs = new List<SolverCost>();
             for (int r = 0; r < repeats; r++)
-            {
-                using var scope = torch.NewDisposeScope();
-                var timed = new TimedF(f);
-                var clock = Stopwatch.StartNew();
-                var result = solver(timed.F, z0);
-                clock.Stop();
-                runs.Add(new SolverCost(name, result.Evaluations, result.Steps, result.Converged, result.RelLowest, clock.Elapsed.TotalSeconds, timed.Elapsed.TotalSeconds));
-            }
+                runs.Add(TimedSolve(name, solver, f, z0));
             // The least-disturbed solve time and f time, each on its own: on a shared machine the others
             // measure the neighbours, and the least ratio would favour runs whose f happened to be slow.
             var first = runs[0];
