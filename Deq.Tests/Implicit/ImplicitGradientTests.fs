@@ -107,7 +107,7 @@ let failures =
             let eq = Equilibrium.solve options f (TestDevice.zerosOn (TestDevice.device ()) [ 2; 3 ])
             Expect.isLessThan (maxAbsDiff eq.Z (-2.0 * x)) 1e-9 "forward found the unstable fixed point"
             let g = torch.autograd.grad([| eq.Z.sum() |], [| x |])[0]
-            let b = backwardOf { Forward = eq.Forward; Backward = report.Value }
+            let b = reportedBackward report.Value
             Expect.isTrue (b.Status = SolverStatus.Diverged || b.Status = SolverStatus.NonFinite) $"{b}"
             Expect.isTrue (torch.isfinite(g).all().item<bool>()) "finite gradients"
         }
@@ -124,7 +124,7 @@ let robustness =
             let options, report = reporting { Equilibrium.defaults with Forward = tight; Adjoint = Adjoint.Implicit(throwing) }
             let solve () = Equilibrium.solve options f (TestDevice.zerosOn (TestDevice.device ()) [ 2; 3 ])
             let g = torch.autograd.grad([| (solve ()).Z.sum() |], [| x |])[0]
-            let b = backwardOf { Forward = Unchecked.defaultof<_>; Backward = report.Value }
+            let b = reportedBackward report.Value
             Expect.equal b.Status SolverStatus.Faulted "status Faulted"
             Expect.stringContains b.Reason "adjoint solver exploded" "reason carries the message"
             Expect.isTrue (report.Value |> Option.exists (fun r -> r.Faulted)) "the report carries the exception"
@@ -213,7 +213,7 @@ let memory =
                 // W is not in this map; asking for its gradient would abort libtorch.
                 let grads = torch.autograd.grad([| layer.Loss eq.Z |], [| layer.U; layer.B; layer.X |])
                 Expect.equal eq.Forward.Steps iters "forward ran all steps"
-                Expect.equal (backwardOf { Forward = eq.Forward; Backward = report.Value }).Steps iters "backward ran all steps"
+                Expect.equal (reportedBackward report.Value).Steps iters "backward ran all steps"
                 grads.Count
             let _ = run ()
             peak, torch.Tensor.TotalCount - before

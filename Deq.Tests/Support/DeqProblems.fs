@@ -103,7 +103,10 @@ let finiteDifferences (layer: Layer) (h: float) =
     torch.tensor(result.ToArray(), dtype = ScalarType.Float64, device = layer.W.device)
 
 /// The backward solve's statistics, failing the test when backward has not reported any.
-let backwardOf (solved: Solved) : SolverResult =
-    match solved.Backward with
+let reportedBackward (report: BackwardReport option) : SolverResult =
+    match report with
     | None -> Expecto.Tests.failtest "no backward report after backward"
     | Some report -> report.Result
+
+/// The backward solve's statistics of a solve, failing the test when backward has not reported any.
+let backwardOf (solved: Solved) : SolverResult = reportedBackward solved.Backward
