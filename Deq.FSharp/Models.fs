@@ -53,6 +53,14 @@ module TrellisNetCell =
 /// A registry language model as training sees it, from F#.
 [<RequireQualifiedAccess>]
 module LanguageModel =
+    /// A language model for the trainer: its module, a forward over one segment (input [L, batch], the previous
+    /// memory or None, the training step or None in evaluation) and its configuration fields for the fingerprint.
+    let create (model: torch.nn.Module) (forward: torch.Tensor -> torch.Tensor option -> StepContext option -> LanguageModelOutput) (config: (string * string) list) : LanguageModel =
+        LanguageModel(model, (fun input memory context -> forward input (Option.ofObj memory) (Option.ofObj context)), readOnlyDict config)
+
+    /// A forward's output: logits [L, batch, vocab] and the memory to carry into the next segment (None: none).
+    let output (logits: torch.Tensor) (memory: torch.Tensor option) : LanguageModelOutput = LanguageModelOutput(logits, Option.toObj memory)
+
     /// One segment [L, batch] from the previous memory (None at the start of a pass), at a training step
     /// (None in evaluation).
     let forward (model: LanguageModel) (input: torch.Tensor) (memory: torch.Tensor option) (context: StepContext option) : LanguageModelOutput =
