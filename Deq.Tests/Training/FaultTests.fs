@@ -7,6 +7,7 @@ open Expecto
 open FsCheck
 open TorchSharp
 open Deq.Training
+open Deq.FSharp
 open Deq.Tests.Support.Files
 open Deq.Tests.Support.Generators
 open Deq.Tests.Training.TrainerTests
@@ -17,7 +18,7 @@ let private taskOf (dtype: torch.ScalarType) (loss: int64 -> torch.nn.Module -> 
     let lin = torch.nn.Linear(2L, 1L, dtype = dtype)
     let x = torch.ones([| 4L; 2L |], dtype = dtype)
     let step (ctx: StepContext) = StepOutput(loss ctx.Step lin)
-    lin, TrainingTask(lin, Func<_, _> step, Fingerprint = readOnlyDict [ "task", "fault" ]), x
+    lin, TrainingTask.create lin step |> TrainingTask.withFingerprint [ "task", "fault" ], x
 
 let private mse (x: torch.Tensor) (m: torch.nn.Module) =
     let lin = m :?> TorchSharp.Modules.Linear
@@ -26,7 +27,7 @@ let private mse (x: torch.Tensor) (m: torch.nn.Module) =
 /// The records a run logs, and how it ended.
 let private logged (task: TrainingTask) (options: TrainOptions) =
     let records = Collections.Generic.List<LogRecord>()
-    let result = Trainer.Run(task, options, Action<_> records.Add)
+    let result = task |> Trainer.run options records.Add
     result, List.ofSeq records
 
 [<Tests>]
@@ -78,7 +79,7 @@ let tests =
                 if k = 1L then (lin.weight * 0.0).sqrt().sum() else lin.weight.square().sum())
             let before = ref (flat lin)
             let keep (r: LogRecord) = if r.Step = 1L then before.Value <- flat lin
-            throwsWith<InvalidOperationException> [ "step 2"; "gradient norm is NaN" ] (fun () -> Trainer.Run(task, TrainOptions(Steps = 3), Action<_> keep) |> ignore) |> ignore
+            throwsWith<InvalidOperationException> [ "step 2"; "gradient norm is NaN" ] (fun () -> task |> Trainer.run (TrainOptions(Steps = 3)) keep |> ignore) |> ignore
             Expect.isTrue (sameTensor before.Value (flat lin)) "step 2 changed no parameter"
         }
 
@@ -106,17 +107,17 @@ let tests =
                 let lin = torch.nn.Linear(3L, 3L, dtype = torch.ScalarType.Float64)
                 let x = torch.ones([| 2L; 3L |], dtype = torch.ScalarType.Float64)
                 let failing = Deq.Solvers.Solver(fun _ _ -> raise (InvalidOperationException "adjoint boom"))
-                let options k = Deq.Implicit.EquilibriumOptions(Adjoint = (if k = 2L then Deq.Implicit.Adjoint.Implicit failing else Deq.Implicit.Adjoint.Implicit()))
+                let settings k = { Equilibrium.defaults with Adjoint = (if k = 2L then Deq.Implicit.Adjoint.Implicit failing else Deq.Implicit.Adjoint.Implicit()) }
                 let step (ctx: StepContext) =
-                    let f = Func<torch.Tensor, torch.Tensor>(fun z -> torch.tanh(0.3 * lin.call z + x))
-                    let eq = Deq.Implicit.Equilibrium.Solve(f, torch.zeros([| 2L; 3L |], dtype = torch.ScalarType.Float64), options ctx.Step)
+                    let f z = torch.tanh(0.3 * lin.call z + x)
+                    let eq = Equilibrium.solve (settings ctx.Step) f (torch.zeros([| 2L; 3L |], dtype = torch.ScalarType.Float64))
                     StepOutput(eq.Z.square().sum())
-                lin, TrainingTask(lin, Func<_, _> step)
+                lin, TrainingTask.create lin step
             let lin, task = make ()
             let before = ref (flat lin)
             let keep (r: LogRecord) = if r.Step = 2L then before.Value <- flat lin
             let e = throwsWith<InvalidOperationException> [ "step 3"; "adjoint solve failed"; "adjoint boom"; "would be zero"; "update was not applied" ]
-                        (fun () -> Trainer.Run(task, TrainOptions(Steps = 4, LearningRate = 0.01), Action<_> keep) |> ignore)
+                        (fun () -> task |> Trainer.run (TrainOptions(Steps = 4, LearningRate = 0.01)) keep |> ignore)
             printfn "  %s" e.Message
             Expect.isTrue (sameTensor before.Value (flat lin)) "step 3 changed no parameter"
             let _, skipping = make ()
@@ -133,7 +134,7 @@ let tests =
             GC.WaitForPendingFinalizers()
             let counts = Collections.Generic.Dictionary<int64, int64>()
             let count (r: LogRecord) = if r.Phase = Phase.Train then counts.[r.Step] <- torch.Tensor.TotalCount
-            Trainer.Run(task, TrainOptions(Steps = 30, LearningRate = 0.01), Action<_> count) |> ignore
+            task |> Trainer.run (TrainOptions(Steps = 30, LearningRate = 0.01)) count |> ignore
             printfn "  live tensors: step 5 %d, step 30 %d" counts.[5L] counts.[30L]
             Expect.isLessThanOrEqual counts.[30L] counts.[5L] $"live tensors at step 30 ({counts.[30L]}) <= at step 5 ({counts.[5L]})"
         }
@@ -162,7 +163,7 @@ let files =
             let before = File.ReadAllBytes path
             let mutable stepped = false
             let task = toyTask 1L
-            let watched = TrainingTask(task.Module, Func<_, _>(fun c -> stepped <- true; task.Step.Invoke c), task.Evaluate, task.State, task.Fingerprint)
+            let watched = task |> TrainingTask.mapStep (fun step c -> stepped <- true; step c)
             throwsWith<IOException> [ path; "already exists"; "step 6 of 6"; "--resume"; "--force" ] (fun () -> Trainer.Run(watched, toyOptions 5L (Some path) false) |> ignore) |> ignore
             Expect.isFalse stepped "refused before the first step"
             Expect.equal (File.ReadAllBytes path) before "untouched"
@@ -192,7 +193,7 @@ let files =
             let blocker = d.Write("not-a-dir", "a file")
             let mutable stepped = false
             let task = toyTask 1L
-            let watched = TrainingTask(task.Module, Func<_, _>(fun c -> stepped <- true; task.Step.Invoke c))
+            let watched = TrainingTask.create task.Module (fun c -> stepped <- true; TrainingTask.step task c)
             throwsWith<IOException> [ "not writable"; blocker ] (fun () -> Trainer.Run(watched, toyOptions 5L (Some(Path.Combine(blocker, "run.ckpt"))) false) |> ignore) |> ignore
             Expect.isFalse stepped "no step taken"
             throwsWith<IOException> [ "is a directory" ] (fun () -> Trainer.Run(toyTask 1L, toyOptions 5L (Some d.Path) false) |> ignore) |> ignore
@@ -248,7 +249,7 @@ let schedule =
                 let lm = Deq.Models.DeqLanguageModels.TrellisNet("trellis-test", LanguageModelSpec(corpus.Vocabulary.Count, torch.CPU, torch.ScalarType.Float64, 1L), config)
                 LanguageModelTask.Create(lm, corpus, LanguageModelTaskOptions(Deq.Data.SegmentOptions(Batch = 3, Length = 5), EvalBatch = 2, EvalSegments = 1))
             let implicitAt (records: LogRecord list) =
-                records |> List.filter (fun r -> r.Phase = Phase.Train) |> List.map (fun r -> r.Step, (match r.Solver with null -> false | s -> s.BackwardSteps.HasValue))
+                records |> List.filter (fun r -> r.Phase = Phase.Train) |> List.map (fun r -> r.Step, (LogRecord.solver r |> Option.exists _.BackwardSteps.HasValue))
             let options steps = TrainOptions(Steps = steps, LearningRate = 1e-3, CheckpointPath = path, Resume = true)
             let _, first = logged (task ()) (options 3)
             Expect.equal (implicitAt first) [ 1L, false; 2L, false; 3L, false ] "steps 1-3 pretrain (unrolled, no adjoint solve)"

@@ -5,11 +5,12 @@ open System.IO
 open System.Text.Json
 open Expecto
 open Deq.Training
+open Deq.FSharp
 open Deq.Tests.Training.TrainerTests
 
 let private records () =
     let all = Collections.Generic.List<LogRecord>()
-    Trainer.Run(toyTask 1L, toyOptions 5L None false, Action<_> all.Add) |> ignore
+    toyTask 1L |> Trainer.run (toyOptions 5L None false) all.Add |> ignore
     List.ofSeq all
 
 [<Tests>]
@@ -24,7 +25,7 @@ let tests =
             Expect.floatClose Accuracy.veryHigh first.Perplexity (exp first.Loss) "ppl = exp(loss)"
             if OperatingSystem.IsLinux() then
                 Expect.isTrue (first.Memory.RssBytes.Value > 0L && first.Memory.PeakRssBytes.Value >= first.Memory.RssBytes.Value) "RSS from /proc"
-            Expect.isNull first.Solver "no solver stats from a plain model"
+            Expect.isNone (LogRecord.solver first) "no solver stats from a plain model"
         }
 
         test "JSON lines parse, omit absent solver fields, and show them when reported" {
@@ -39,22 +40,22 @@ let tests =
             Expect.equal (s.GetProperty("forward_steps").GetInt32()) 12 "forward steps"
             Expect.isFalse (s.TryGetProperty("backward_steps") |> fst) "absent backward omitted"
             use w = new StringWriter()
-            LogSinks.JsonLines(w).Invoke r
+            LogSinks.jsonLines w r
             Expect.equal (w.ToString().Trim().Split('\n').Length) 1 "one line per record"
         }
 
         test "console: redirected output prints plain lines every N steps, a terminal redraws one bar line" {
             let rs = records ()
             use plain = new StringWriter()
-            let sink = LogSinks.Console(plain, every = 4, interactive = false)
-            rs |> List.iter sink.Invoke
+            let sink = LogSinks.consoleWith { LogSinks.consoleDefaults with Writer = Some plain; Every = 4; Interactive = Some false }
+            rs |> List.iter sink
             let lines = plain.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries)
             Expect.isFalse (plain.ToString().Contains "\r") "no carriage returns"
             Expect.equal (lines |> Array.map (fun l -> l.Split(' ', StringSplitOptions.RemoveEmptyEntries).[..1] |> String.concat " "))
                 [| "step 1/6"; "step 4/6"; "step 6/6"; "valid 6/6" |] "first, every 4th, last, evaluation"
             use tty = new StringWriter()
-            let bar = LogSinks.Console(tty, interactive = true)
-            rs |> List.iter bar.Invoke
+            let bar = LogSinks.consoleWith { LogSinks.consoleDefaults with Writer = Some tty; Interactive = Some true }
+            rs |> List.iter bar
             Expect.stringContains (tty.ToString()) "\r[" "bar redrawn in place"
             Expect.stringContains (tty.ToString()) "[########################]" "full bar at the end"
         }

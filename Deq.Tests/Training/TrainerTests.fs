@@ -7,6 +7,7 @@ open Expecto
 open TorchSharp
 open Deq.Data
 open Deq.Training
+open Deq.FSharp
 open Deq.Tests.Support.Files
 
 /// A float64 regression whose steps use both RNGs: batch indices from the data generator, dropout from torch's.
@@ -23,7 +24,7 @@ let toyTask (seed: int64) =
     let eval () =
         let l = torch.nn.functional.mse_loss(lin.call xs, ys, reduction = torch.nn.Reduction.Sum)
         EvalOutput(l.ToDouble(), 64L)
-    TrainingTask(lin, Func<_, _> step, Evaluate = Func<_> eval, Fingerprint = readOnlyDict [ "task", "toy" ])
+    TrainingTask.create lin step |> TrainingTask.withEvaluate eval |> TrainingTask.withFingerprint [ "task", "toy" ]
 
 let flat (m: torch.nn.Module) =
     torch.cat(m.parameters() |> Seq.map (fun p -> p.detach().flatten()) |> Array.ofSeq, 0L)
@@ -54,7 +55,7 @@ let straightVsResumed (make: unit -> TrainingTask) (options: string option -> bo
     let o = options (Some path) true
     use cancel = new CancellationTokenSource()
     let stopAt (r: LogRecord) = if r.Phase = Phase.Train && r.Step = int64 cut then cancel.Cancel()
-    let first = Trainer.Run(make (), o, Action<_> stopAt, cancel.Token)
+    let first = make () |> Trainer.runCancellable o stopAt cancel.Token
     Expect.isTrue first.Interrupted "interrupted"
     Expect.equal first.Step (int64 cut) "stopped after the cut"
     Expect.equal (Trainer.Inspect path).Step (int64 cut) "checkpoint at the cut"
@@ -114,9 +115,9 @@ let tests =
             use corpus = tinyCorpus d
             let w = torch.nn.Linear(1L, 1L)
             let v = int64 corpus.Vocabulary.Count
-            let forward = Func<torch.Tensor, torch.Tensor, StepContext, LanguageModelOutput>(fun input _ _ ->
-                LanguageModelOutput(torch.zeros([| input.shape.[0]; input.shape.[1]; v |]) + 0.0 * w.weight.sum(), null))
-            let task = LanguageModelTask.Create(LanguageModel(w, forward, readOnlyDict ([]: (string * string) list)), corpus, LanguageModelTaskOptions(SegmentOptions(2, 4)))
+            let forward (input: torch.Tensor) _ _ =
+                LanguageModel.output (torch.zeros([| input.shape.[0]; input.shape.[1]; v |]) + 0.0 * w.weight.sum()) None
+            let task = LanguageModelTask.Create(LanguageModel.create w forward [], corpus, LanguageModelTaskOptions(SegmentOptions(2, 4)))
             let r = Trainer.Evaluate task
             Expect.floatClose Accuracy.medium r.Perplexity (float v) "ppl of uniform predictions"
             Expect.equal r.Tokens ((corpus.Valid.shape.[0] / 10L - 1L) * 10L) "every next-token prediction of the batchified split"
@@ -127,7 +128,7 @@ let tests =
             use corpus = tinyCorpus d
             let task = lmTask corpus
             let before = Trainer.Evaluate(task).Perplexity
-            let after = Trainer.Run(task, TrainOptions(Steps = 30, LearningRate = 0.05, Seed = 1L)).Valid |> Option.ofObj |> Option.get |> _.Perplexity
+            let after = task |> Trainer.runQuiet (TrainOptions(Steps = 30, LearningRate = 0.05, Seed = 1L)) |> TrainResult.valid |> Option.get |> _.Perplexity
             Expect.isLessThan after before "perplexity falls"
         }
 
@@ -135,7 +136,7 @@ let tests =
             let lin = torch.nn.Linear(2L, 1L, dtype = torch.ScalarType.Float64)
             let before = flat lin
             let step (_: StepContext) = StepOutput(lin.weight.sum() * nan)
-            throwsWith<InvalidOperationException> [ "step 1"; "NaN" ] (fun () -> Trainer.Run(TrainingTask(lin, Func<_, _> step), TrainOptions(Steps = 3)) |> ignore) |> ignore
+            throwsWith<InvalidOperationException> [ "step 1"; "NaN" ] (fun () -> TrainingTask.create lin step |> Trainer.runQuiet (TrainOptions(Steps = 3)) |> ignore) |> ignore
             Expect.isTrue (sameTensor before (flat lin)) "parameters untouched"
         }
     ]
