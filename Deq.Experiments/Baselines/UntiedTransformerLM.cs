@@ -50,10 +50,10 @@ public sealed class UntiedTransformerLM : nn.Module
     }
 
     /// <summary>
-    /// One segment: tokens [B, T] and the memory [B, M, Layers d] (null at the start) -> features [B, T, d] and the next
+    /// One segment: tokens [B, T] and the memory [B, M, Layers d] (none at the start) -> features [B, T, d] and the next
     /// memory (the last MemLen inputs of every layer, detached; null when MemLen is 0).
     /// </summary>
-    public UntiedOutput Forward(Tensor tokens, Tensor? memory)
+    public UntiedOutput Forward(Tensor tokens, Tensor? memory = null)
     {
         var c = Config;
         if (tokens.dim() != 2) throw new ArgumentException($"UntiedTransformerLM expects tokens [B, T]; got [{string.Join(", ", tokens.shape)}].", nameof(tokens));

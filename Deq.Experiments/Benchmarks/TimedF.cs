@@ -23,6 +23,8 @@ public sealed class TimedF
 
     /// <summary>The timed f (synchronous on CPU; on CUDA the time is launch time unless f synchronises).</summary>
     public Func<Tensor, Tensor> F { get; }
+    /// <summary>One timed call of f (what a solver does per evaluation), as a method for callers without delegates.</summary>
+    public Tensor Apply(Tensor z) => F(z);
     /// <summary>Time inside f so far.</summary>
     public TimeSpan Elapsed => _clock.Elapsed;
     /// <summary>Calls so far.</summary>

@@ -16,7 +16,7 @@ let private deq (cwd: string) (args: string list) =
     let psi = ProcessStartInfo(file, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = cwd)
     for a in Seq.append prefix args do psi.ArgumentList.Add a
     psi.Environment.["DEQ_DEVICE"] <- "cpu"
-    use p = match Process.Start psi with null -> failwith $"could not start {file}" | p -> p
+    use p = match Option.ofObj (Process.Start psi) with Some p -> p | None -> failwith $"could not start {file}"
     let out = p.StandardOutput.ReadToEndAsync()
     let err = p.StandardError.ReadToEndAsync()
     if not (p.WaitForExit 120_000) then p.Kill true; failtest $"deq {args} did not finish in 2 minutes"

@@ -71,7 +71,7 @@ let tests =
             let w1 = m.core.[1].pos_ff.ff1_net.parameters() |> Seq.head
             Expect.isFalse (w0.allclose w1) "layers do not share weights"
             use tokens = torch.randint(0L, 50L, [| 2L; 6L |], dtype = torch.int64)
-            let out1 = m.Forward(tokens, null)
+            let out1 = m.Forward tokens
             let h, mem = out1.Hidden, Deq.Tests.Models.ModelFixtures.required "memory" out1.Memory
             Expect.equal h.shape [| 2L; 6L; 16L |] "features"
             Expect.equal mem.shape [| 2L; 4L; 48L |] "memory: last 4 inputs of each of 3 layers"
@@ -89,8 +89,8 @@ let tests =
             use x = torch.randint(0L, 50L, [| 1L; 6L |], dtype = torch.int64)
             use x2 = x.clone()
             x2.index_put_(torch.tensor(((x.[0, 4].item<int64>() + 1L) % 50L), dtype = torch.int64), [| torch.TensorIndex.Single 0L; torch.TensorIndex.Single 4L |]) |> ignore
-            let a = m.Forward(x, null).Hidden
-            let b = m.Forward(x2, null).Hidden
+            let a = m.Forward(x).Hidden
+            let b = m.Forward(x2).Hidden
             Expect.isTrue (a.narrow(1, 0L, 4L).allclose(b.narrow(1, 0L, 4L), rtol = 1e-5, atol = 1e-6)) "positions 0..3 do not see position 4"
             Expect.isFalse (a.narrow(1, 4L, 1L).allclose(b.narrow(1, 4L, 1L))) "position 4 does"
         }

@@ -4,6 +4,7 @@ open System
 open Expecto
 open TorchSharp
 open Deq.Experiments.Benchmarks
+open Deq.FSharp
 
 let tiny = MemoryProbeConfig(Width = 8, SeqLen = 6, Batch = 2, Iterations = 3)
 
@@ -60,9 +61,9 @@ let tests =
         }
 
         test "TimedF counts calls and time" {
-            let timed = TimedF(Func<torch.Tensor, torch.Tensor>(fun z -> z * 0.5))
+            let timed = TimedF(fun z -> z * 0.5)
             use z = torch.ones(3L)
-            use r = timed.F.Invoke z
+            use r = timed.Apply z
             Expect.equal timed.Calls 1 "one call"
             Expect.isGreaterThanOrEqual timed.Elapsed TimeSpan.Zero "time"
         }
@@ -72,7 +73,7 @@ let tests =
 let tinyCell () =
     torch.manual_seed 1L |> ignore
     let cell = torch.nn.Linear(4L, 4L, dtype = torch.ScalarType.Float64)
-    cell, Func<torch.Tensor, torch.Tensor>(fun z -> torch.tanh(cell.forward(z) * 0.3))
+    cell, fun (z: torch.Tensor) -> torch.tanh(cell.forward(z) * 0.3)
 
 [<Tests>]
 let ledgerTests =
@@ -94,8 +95,9 @@ let ledgerTests =
             let cell, f = tinyCell ()
             use _ = cell
             use z0 = torch.zeros(3L, 4L, dtype = torch.ScalarType.Float64)
-            let loss = Func<torch.Tensor, torch.Tensor>(fun z -> z.sum())
-            let l = Deq.Training.MemoryLedger.Measure(f, z0, null, loss, cell)
+            let loss (z: torch.Tensor) = z.sum()
+            let withModule = { MemoryLedger.defaults with Module = Some cell }
+            let l = MemoryLedger.measure withModule f z0 loss
             Expect.equal l.ParameterBytes ((16L + 4L) * 8L) "weight and bias, float64"
             Expect.equal l.GradientBytes l.ParameterBytes "every parameter requires grad"
             Expect.equal l.OptimizerStateBytes (2L * l.GradientBytes) "Adam: two slots"
@@ -103,20 +105,20 @@ let ledgerTests =
             Expect.isTrue (l.ForwardSolveBytes >= 0L && l.GraphBytes >= 0L && l.BackwardBytes >= 0L) "phases are non-negative"
             Expect.stringContains l.Method "clear_refs" "method stated"
             for p in cell.parameters() do
-                match p.grad with
-                | null -> failtest "a parameter has no gradient"
-                | g -> use g = g in Expect.isGreaterThan (g.abs().sum().ToDouble()) 0.0 "backward reached every parameter"
-            let plain = Deq.Training.MemoryLedger.Measure(f, z0, null, loss, cell, optimizerSlots = 0)
+                match Option.ofObj p.grad with
+                | None -> failtest "a parameter has no gradient"
+                | Some g -> use g = g in Expect.isGreaterThan (g.abs().sum().ToDouble()) 0.0 "backward reached every parameter"
+            let plain = MemoryLedger.measure { withModule with OptimizerSlots = 0 } f z0 loss
             Expect.equal plain.OptimizerStateBytes 0L "plain SGD keeps no state"
-            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> Deq.Training.MemoryLedger.Measure(f, z0, null, loss, cell, -1) |> ignore) "negative slots"
+            Expect.throwsT<ArgumentOutOfRangeException> (fun () -> MemoryLedger.measure { withModule with OptimizerSlots = -1 } f z0 loss |> ignore) "negative slots"
         }
 
         test "without a module the static rows are zero; the unrolled stack runs no forward solver" {
             let cell, f = tinyCell ()
             use _ = cell
             use z0 = torch.zeros(3L, 4L, dtype = torch.ScalarType.Float64)
-            let unrolled = Deq.Implicit.EquilibriumOptions(Adjoint = Deq.Implicit.Adjoint.Unrolled 3)
-            let l = Deq.Training.MemoryLedger.Measure(f, z0, unrolled, Func<torch.Tensor, torch.Tensor>(fun z -> z.sum()))
+            let unrolled = { MemoryLedger.defaults with Equilibrium = { Equilibrium.defaults with Adjoint = Deq.Implicit.Adjoint.Unrolled 3 } }
+            let l = MemoryLedger.measure unrolled f z0 (fun z -> z.sum())
             Expect.equal l.StaticBytes 0L "no module, no static rows"
             Expect.equal l.ForwardSolveBytes 0L "no solver ran"
         }

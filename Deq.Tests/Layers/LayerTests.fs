@@ -46,7 +46,7 @@ let layers =
             Expect.isLessThan (maxAbsDiff (y.narrow(1L, 0L, 1L).expand_as(y)) y) 1e-15 "same mask at every time step"
             let values = y.data<float>().ToArray() |> Array.distinct |> Array.sort |> List.ofArray
             Expect.equal values [ 0.0; 2.0 ] "entries are 0 or 1/(1-p)"
-            Expect.isTrue (isNull (VariationalDropout.Mask([| 2L; 1L; 8L |], 0.5, false, x))) "no mask when not training"
+            Expect.isNone (Option.ofObj (VariationalDropout.Mask([| 2L; 1L; 8L |], 0.5, false, x))) "no mask when not training"
         }
 
         test "adaptive softmax: log-probabilities normalise and Nll agrees with them" {
