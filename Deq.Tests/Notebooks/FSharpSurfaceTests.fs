@@ -96,3 +96,72 @@ let tests =
             Expect.equal (nonNull core.Version) (System.Version(10, 0, 0, 0)) "FSharp.Core assembly version"
         }
     ]
+
+/// A 2 -> 1 float64 regression built with the F# training surface: solver figures on every step, an evaluator, a
+/// fingerprint, and a step counter as carried state; `onLoad` sees the counter a resumed run restores.
+let private fsharpTask (onLoad: float -> unit) =
+    torch.manual_seed 2L |> ignore
+    let lin = torch.nn.Linear(2L, 1L, dtype = torch.ScalarType.Float64)
+    let x = torch.ones([| 4L; 2L |], dtype = torch.ScalarType.Float64)
+    let mutable taken = 0.0
+    let step (_: Deq.Training.StepContext) =
+        taken <- taken + 1.0
+        (lin.call x - 1.0).square().mean()
+        |> StepOutput.create 4L
+        |> StepOutput.withStats (fun () -> Deq.Training.SolverStats(ForwardSteps = 7))
+    TrainingTask.create lin step
+    |> TrainingTask.withEvaluate (fun () -> Deq.Training.EvalOutput((lin.call x - 1.0).square().sum().ToDouble(), 4L))
+    |> TrainingTask.withFingerprint [ "task", "fsharp" ]
+    |> TrainingTask.withState (fun () -> readOnlyDict [ "taken", torch.tensor taken ]) (fun s -> taken <- s.["taken"].ToDouble(); onLoad taken)
+
+[<Tests>]
+let training =
+    testList "F# training surface" [
+        test "Equilibrium.defaults is the lean pair: plain iteration or else Anderson m=5, the implicit adjoint" {
+            let described = Solver.describe Equilibrium.defaults.Forward
+            Expect.equal described (Solver.describe (EquilibriumOptions.LeanForward())) "EquilibriumOptions.LeanForward"
+            Expect.stringStarts described "forward(" "plain iteration first"
+            Expect.stringContains described "or else anderson(m=5" "Anderson m=5 as the fallback"
+            match Equilibrium.defaults.Adjoint with
+            | Implicit _ -> ()
+            | other -> failtestf "expected the implicit adjoint, got %O" other
+        }
+
+        test "a task built in F# trains, logs to every sink with its solver figures, and checkpoints its state" {
+            use d = new Deq.Tests.Support.Files.TempDir()
+            let path = d.File "fs.ckpt"
+            let options steps = Deq.Training.TrainOptions(Steps = steps, LearningRate = 0.01, CheckpointPath = path, Resume = true)
+            let seen = Collections.Generic.List<int64>()
+            let records = Collections.Generic.List<Deq.Training.LogRecord>()
+            use json = new IO.StringWriter()
+            let result =
+                fsharpTask ignore
+                |> TrainingTask.mapStep (fun step c -> seen.Add c.Step; step c)
+                |> Trainer.run (options 3) (LogSinks.combine [ records.Add; LogSinks.jsonLines json ])
+            Expect.sequenceEqual seen [ 0L; 1L; 2L ] "the wrapped step saw every step"
+            let train, valid = records |> List.ofSeq |> List.partition (fun r -> r.Phase = Deq.Training.Phase.Train)
+            Expect.equal (train |> List.map (LogRecord.solver >> Option.map _.ForwardSteps.Value)) [ Some 7; Some 7; Some 7 ] "withStats reached every training record"
+            Expect.equal (json.ToString().Trim().Split('\n').Length) records.Count "jsonLines got every record combine passed on"
+            Expect.equal (TrainResult.lastLoss result) (Some (List.last train).Loss) "lastLoss: the last training record's"
+            Expect.equal (TrainResult.valid result |> Option.map _.Loss) (Some (List.exactlyOne valid).Loss) "valid: the evaluation's"
+            Expect.isSome (LogRecord.learningRate train.Head) "a training record has a rate"
+            Expect.isNone (LogRecord.gradNorm valid.Head) "an evaluation has no gradient norm"
+            Expect.equal (Deq.Training.Trainer.Inspect path).Fingerprint.["task"] "fsharp" "withFingerprint reached the checkpoint"
+            let mutable restored = None
+            let resumed = fsharpTask (fun taken -> restored <- Some taken)
+            Expect.isSome (TrainingTask.evaluator resumed) "withEvaluate set an evaluator"
+            Expect.isNone (TrainingTask.evaluator (TrainingTask.create resumed.Module (TrainingTask.step resumed))) "create sets none"
+            Expect.equal (resumed |> Trainer.runQuiet (options 5)).ResumedFrom 3L "resumed"
+            Expect.equal restored (Some 3.0) "withState: the counter after 3 steps came back from the checkpoint"
+        }
+
+        test "MemoryLedger.measure: the F# settings give the C# call's static rows" {
+            torch.manual_seed 1L |> ignore
+            use cell = torch.nn.Linear(4L, 4L, dtype = torch.ScalarType.Float64)
+            use z0 = torch.zeros(3L, 4L, dtype = torch.ScalarType.Float64)
+            let f (z: torch.Tensor) = torch.tanh(cell.forward z * 0.3)
+            let l = MemoryLedger.measure { MemoryLedger.defaults with Module = Some cell; OptimizerSlots = 1 } f z0 _.sum()
+            Expect.equal (l.ParameterBytes, l.OptimizerStateBytes, l.StateBytes) ((16L + 4L) * 8L, (16L + 4L) * 8L, 12L * 8L) "parameters, one slot, one z"
+            Expect.equal (MemoryLedger.measure MemoryLedger.defaults f z0 _.sum()).StaticBytes 0L "no module: no static rows"
+        }
+    ]
