@@ -4,6 +4,7 @@ open System
 open System.IO
 open Expecto
 open Deq.Training
+open Deq.FSharp
 open Deq.Tests.Support.Files
 open Deq.Tests.Training.TrainerTests
 
@@ -68,7 +69,7 @@ let tests =
             let path = written d
             let r = Trainer.Run(toyTask 1L, toyOptions 5L (Some path) true)
             Expect.equal (r.Step, r.ResumedFrom, r.Interrupted) (6L, 6L, false) "nothing left to do"
-            Expect.isSome (Option.ofObj r.Valid) "evaluated"
-            Expect.isNone (Option.ofNullable r.LastLoss) "no step taken"
+            Expect.isSome (TrainResult.valid r) "evaluated"
+            Expect.isNone (TrainResult.lastLoss r) "no step taken"
         }
     ]
