@@ -59,7 +59,7 @@ internal sealed class AdjointHook : torch.autograd.SingleTensorFunction<AdjointH
     // for an output that receives none. This node's one output always receives one, so that placeholder (one z: untouched
     // pages on CPU, real memory on CUDA) is released here. It is a private field of TorchSharp 0.107's Node<T>: where it
     // is missing (another version), nothing happens.
-    static void ReleaseOutputPlaceholder(torch.autograd.AutogradContext? ctx)
+    internal static void ReleaseOutputPlaceholder(torch.autograd.AutogradContext? ctx)
     {
         const System.Reflection.BindingFlags Private = System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance;
         var node = ctx is null ? null : typeof(torch.autograd.AutogradContext).GetField("_node", Private)?.GetValue(ctx);
