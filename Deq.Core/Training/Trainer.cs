@@ -66,6 +66,9 @@ public static class Trainer
     {
         options.Validate();
         var parameters = task.Module.parameters().ToList();
+        // A module whose submodules were never registered has no parameters: every step would have a zero gradient.
+        if (!parameters.Any(p => p.requires_grad))
+            throw new ArgumentException($"TrainingTask.Module ({task.Module.GetType().Name}) has no trainable parameters, so every gradient would be zero; register the submodules (e.g. as fields of a Module with RegisterComponents) or pass the module that owns them.", nameof(task));
         foreach (var dtype in parameters.Select(p => p.dtype).Distinct()) options.ValidateFor(dtype);
         log ??= LogSinks.None;
         var checkpoint = CheckCheckpoint(options);

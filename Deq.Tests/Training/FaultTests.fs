@@ -46,6 +46,17 @@ let tests =
             Expect.isTrue (norms |> List.forall (fun n -> n > 0.0 && Double.IsFinite n)) $"norms measured: %A{norms}"
         }
 
+        test "a module with no trainable parameters is refused before the first step (its gradient would be zero)" {
+            let mutable steps = 0
+            let frozen = torch.nn.Linear(2L, 1L)
+            for p in frozen.parameters() do p.requires_grad <- false
+            for m in [ torch.nn.Sequential() :> torch.nn.Module; frozen ] do
+                let task = TrainingTask.create m (fun _ -> steps <- steps + 1; StepOutput(torch.zeros(1L).sum()))
+                let e = throwsWith<ArgumentException> [ "TrainingTask.Module"; "no trainable parameters"; "zero" ] (fun () -> task |> Trainer.runQuiet (TrainOptions(Steps = 2)) |> ignore)
+                Expect.isFalse (e.Message.Contains "\n") "one line"
+            Expect.equal steps 0 "no step taken"
+        }
+
         test "a rate that overflows the parameters' float32 is refused before the first step, naming the option" {
             let mutable steps = 0
             let _, task, _ = taskOf torch.ScalarType.Float32 (fun _ m -> steps <- steps + 1; mse (torch.ones([| 4L; 2L |])) m)
