@@ -18,12 +18,14 @@ internal static class ReversibleForward
         using var noGrad = torch.no_grad();
         var xd = x.detach();
         double beta = o.Beta;
+        // f(z, x) as a tensor of our own (f's temporaries freed at once; a returned input copied), checked.
         Tensor F(Tensor z)
         {
+            using var inner = torch.NewDisposeScope();
             var fz = f(z, xd);
             if (!fz.shape.SequenceEqual(z.shape) || fz.dtype != z.dtype)
                 throw new InvalidOperationException($"Reversible.Solve: f(z, x) must return z's shape and dtype: z is {z.dtype} [{string.Join(", ", z.shape)}], f(z, x) is {fz.dtype} [{string.Join(", ", fz.shape)}].");
-            return fz;
+            return inner.MoveToOuter(inner.Contains(fz) ? fz : fz.clone());
         }
         var z = z0.detach().clone();
         var y = z.clone();
@@ -38,17 +40,25 @@ internal static class ReversibleForward
         {
             if (rel.All(r => r <= o.Tolerance)) { status = SolverStatus.Converged; reason = $"converged in {steps} steps"; break; }
             if (steps == o.MaxIterations) break;
-            var y1 = y * (1 - beta) + fz * beta;
-            var z1 = z * (1 - beta) + F(y1) * beta;
-            var fz1 = F(z1);
+            Tensor y1, z1, fz1;
+            // Each step's temporaries go with its scope, and the previous state once replaced: memory stays one state.
+            using (var step = torch.NewDisposeScope())
+            {
+                y1 = y.mul(1 - beta).add_(fz, alpha: beta);
+                using (var fy = F(y1)) z1 = z.mul(1 - beta).add_(fy, alpha: beta);
+                fz1 = F(z1);
+                step.MoveToOuter(y1, z1, fz1);
+            }
             evaluations += 2;
             if (!Finite(fz1))
             {
                 // The state pair before this step stays the end point, so backward still inverts a finite run.
+                foreach (var t in new[] { y1, z1, fz1 }) t.Dispose();
                 status = SolverStatus.NonFinite;
                 reason = $"f was not finite at step {steps + 1}; the solve ends at step {steps}";
                 break;
             }
+            foreach (var t in new[] { y, z, fz }) t.Dispose();
             (y, z, fz) = (y1, z1, fz1);
             steps++;
             (abs, rel) = Residuals.PerElement(z, fz);

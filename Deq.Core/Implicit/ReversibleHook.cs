@@ -75,33 +75,42 @@ internal sealed class ReversibleHook : torch.autograd.SingleTensorFunction<Rever
         var xGrad = torch.zeros_like(x);
         var pGrads = ps.Select(p => torch.zeros_like(p)).ToArray();
 
-        // One vector-Jacobian product of f at `at` with cotangent v: (d/dz, and accumulated d/dx, d/dθ); also f(at).
+        // One vector-Jacobian product of f at `at` with cotangent v: returns f(at) and d/dz (detached, not to be written
+        // in place: f may return a view of its input, a gradient may alias the cotangent), and accumulates d/dx and
+        // d/dθ. Its graph and gradients go as soon as it returns, so a step holds one graph of f at a time.
         (Tensor Fz, Tensor Dz) Vjp(Tensor at, Tensor v)
         {
+            using var inner = torch.NewDisposeScope();
             var p = at.detach().requires_grad_(true);
-            var fp = problem.F(p, xd);
+            var fp = Equilibrium.Apply(z => problem.F(z, xd), p);
             var g = torch.autograd.grad([fp], [p, xd, .. ps], [v], allow_unused: true);
-            xGrad.add_(OrZero(g[1], xd));
-            for (int i = 0; i < ps.Length; i++) pGrads[i].add_(OrZero(g[2 + i], ps[i]));
-            return (fp.detach(), OrZero(g[0], p));
+            if (g[1] is { IsInvalid: false } gx) xGrad.add_(gx);
+            for (int i = 0; i < ps.Length; i++)
+                if (g[2 + i] is { IsInvalid: false } gp) pGrads[i].add_(gp);
+            return inner.MoveToOuter(fp.detach(), OrZero(g[0], p));
         }
 
         for (int k = problem.Steps; k > 0; k--)
         {
-            using var step = torch.NewDisposeScope();
             // Undo z' = (1 - beta) z + beta f(y'): rebuild z, and pass the cotangent of z' to y' (and x, θ).
-            var (fy, dy) = Vjp(y, vz * beta);
-            var zPrev = (z - fy * beta) / (1 - beta);
-            var vyAll = vy + dy;
+            Tensor zPrev, vyAll;
+            using (var cot = vz.mul(beta))
+            {
+                var (fy, dy) = Vjp(y, cot);
+                using (fy) zPrev = torch.add(z, fy, alpha: -beta).div_(1 - beta);
+                using (dy) vyAll = dy + vy;
+            }
             // Undo y' = (1 - beta) y + beta f(z): rebuild y, and pass the cotangent of y' to z (and x, θ).
-            var (fz, dz) = Vjp(zPrev, vyAll * beta);
-            var yPrev = (y - fz * beta) / (1 - beta);
-            Tensor[] carried = [z, y, vz, vy];
-            vz = (vz * (1 - beta) + dz).MoveToOuterDisposeScope();
-            vy = (vyAll * (1 - beta)).MoveToOuterDisposeScope();
-            (z, y) = (zPrev.MoveToOuterDisposeScope(), yPrev.MoveToOuterDisposeScope());
+            Tensor yPrev, vzPrev;
+            using (var cot = vyAll.mul(beta))
+            {
+                var (fz, dz) = Vjp(zPrev, cot);
+                using (fz) yPrev = torch.add(y, fz, alpha: -beta).div_(1 - beta);
+                using (dz) vzPrev = torch.add(dz, vz, alpha: 1 - beta);
+            }
             // The previous step's state goes now, so the reversal holds one state whatever the number of steps.
-            foreach (var t in carried) t.Dispose();
+            foreach (var t in new[] { z, y, vz, vy }) t.Dispose();
+            (z, y, vz, vy) = (zPrev, yPrev, vzPrev, vyAll.mul_(1 - beta));
         }
         // Into the scope around the caller's backward(), as in AdjointHook; libtorch holds its own reference.
         return (xGrad.MoveToOuterDisposeScope(), pGrads.Select(g => g.MoveToOuterDisposeScope()).ToArray());
