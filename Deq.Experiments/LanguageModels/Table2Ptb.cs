@@ -119,7 +119,7 @@ public static class Table2Ptb
         {
             $"Data: {data.Description}.",
             $"Ours: both models trained for {b.Steps} steps (batch {b.Batch}, segments of {b.SeqLen}, Adam at {b.LearningRate:G3} with warmup and cosine decay, memory carried across segments); " +
-            $"test perplexity on the first {(b.EvalSegments > 0 ? $"{b.EvalSegments} segments ({deq.TestTokens:N0} tokens)" : "whole split")} of the test split (batch {b.EvalBatch}).",
+            $"test perplexity on {(b.EvalSegments > 0 ? $"the first {b.EvalSegments} segments of the test split" : "the whole test split")} ({deq.TestTokens:N0} tokens, batch {b.EvalBatch}).",
             "The paper trains 24M-parameter models to convergence (with dropout, weight drop and, for TrellisNet, an auxiliary loss); ours are CPU-sized and briefly trained, " +
             "so our perplexities are far above the paper's: compare ours with each other, not with the paper.",
             $"The weight-tied TrellisNet is the DEQ's own f applied {s.BaselineLayers} times with backprop through all of them (the paper's baseline has 60 layers and an auxiliary loss we do not add).",
