@@ -26,9 +26,10 @@ module Reversible =
         { Beta = d.Beta; MaxIterations = d.MaxIterations; Tolerance = d.Tolerance }
 
     /// z* of f z x from z0, differentiable with respect to x and the given parameters.
+    /// parameters: any tensors, e.g. `module.parameters()` as it is.
     let solve (settings: ReversibleSettings) (f: torch.Tensor -> torch.Tensor -> torch.Tensor) (x: torch.Tensor)
-              (parameters: torch.Tensor seq) (z0: torch.Tensor) : ReversibleResult =
-        Reversible.Solve(Func<_, _, _> f, x, z0, parameters, settings.ToOptions())
+              (parameters: seq<#torch.Tensor>) (z0: torch.Tensor) : ReversibleResult =
+        Reversible.Solve(Func<_, _, _> f, x, z0, Seq.cast<torch.Tensor> parameters, settings.ToOptions())
 
     /// The coupled relaxation as a forward-only solver, composable with the other solvers.
     let solver (options: Deq.Solvers.SolverOptions) (beta: float) : Deq.Solvers.Solver = Reversible.Create(options, beta)
