@@ -41,9 +41,14 @@ public sealed record PhantomAdjoint : Adjoint
     {
         var result = forward(f, z0);
         if (!torch.is_grad_enabled()) return new EquilibriumResult(result.Value, result, this);
-        var z = result.Value;
-        for (int k = 0; k < Steps; k++) z = z.lerp(Equilibrium.Apply(f, z), Damping);
-        return new EquilibriumResult(z, result, this);
+        return new EquilibriumResult(Unroll(f, result.Value, Steps, Damping), result, this);
+    }
+
+    /// <summary><paramref name="steps"/> damped steps z &lt;- (1 - damping) z + damping f(z) from z, on the tape.</summary>
+    internal static Tensor Unroll(Func<Tensor, Tensor> f, Tensor z, int steps, double damping)
+    {
+        for (int k = 0; k < steps; k++) z = z.lerp(Equilibrium.Apply(f, z), damping);
+        return z;
     }
 
     /// <inheritdoc />

@@ -39,7 +39,7 @@ public static class Trajectory
             })(f, z0);
             var states = kept.Select(k => k.Z).Append(result.Value);
             var samples = torch.is_grad_enabled()
-                ? states.Select(z => Phantom(f, z, phantomSteps, damping)).ToArray()
+                ? states.Select(z => PhantomAdjoint.Unroll(f, z.detach(), phantomSteps, damping)).ToArray()
                 : states.Select(z => z.detach().clone()).ToArray();
             return new TrajectoryResult(samples, [.. kept.Select(k => k.Step)], result);
         }
@@ -47,13 +47,6 @@ public static class Trajectory
         {
             foreach (var (_, z) in kept) z.Dispose();
         }
-    }
-
-    static Tensor Phantom(Func<Tensor, Tensor> f, Tensor z, int steps, double damping)
-    {
-        var x = z.detach();
-        for (int k = 0; k < steps; k++) x = damping == 1 ? Equilibrium.Apply(f, x) : x.lerp(Equilibrium.Apply(f, x), damping);
-        return x;
     }
 }
 
