@@ -11,7 +11,7 @@ internal static class SolveLoop
         // The observer belongs to this solve only: solves nested inside f do not report to it.
         var observer = SolveObserver.Take();
         using var ctx = new SolveContext(method.Name, f, z0, o);
-        using var ledger = new SolveLedger(o, ctx.Batch);
+        using var ledger = SolveLedger.For(o, ctx.Batch, z0);
         Tensor? best;
         using (torch.no_grad())
         using (torch.NewDisposeScope())

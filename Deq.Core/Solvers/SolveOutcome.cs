@@ -34,7 +34,7 @@ internal static class SolveOutcome
             (abs[i], rel[i]) = at > 0 ? (s.Abs[i, at - 1], relTrace[i, at - 1]) : (double.PositiveInfinity, double.PositiveInfinity);
             if (s.Failed[i])
             {
-                int t = s.LiveUntil[i];              // the 0-based index of the first unhealthy step
+                int t = s.FailedAt[i] - 1;           // the 0-based index of the failing step
                 stepsPer[i] = t + 1;
                 bool finite = double.IsFinite(s.Metric[i, t]) && double.IsFinite(s.FzNorm[i, t]);
                 status[i] = finite ? SolverStatus.Diverged : SolverStatus.NonFinite;
@@ -62,17 +62,17 @@ internal static class SolveOutcome
         else if (overall == SolverStatus.Converged) reasons.Add($"met {measure} tolerance {o.Tol:E1} in {steps} steps");
         if (ctx.StopReason.Length > 0) reasons.Add(ctx.StopReason);
         if (nonFinite.Count > 0)
-            reasons.Add($"f returned NaN or Inf for batch element(s) {List(nonFinite)} (first at step {nonFinite.Min(i => s.LiveUntil[i]) + 1}); they keep their lowest finite iterate");
+            reasons.Add($"f returned NaN or Inf for batch element(s) {List(nonFinite)} (first at step {nonFinite.Min(i => s.FailedAt[i])}); they keep their lowest finite iterate");
         if (ranAway.Count > 0)
         {
             long i = ranAway[0];
-            double grown = s.FzNorm[i, s.LiveUntil[i]];
+            double grown = s.FzNorm[i, s.FailedAt[i] - 1];
             reasons.Add($"batch element(s) {List(ranAway)} ran away: ||f(z)|| grew to {grown:E2}, over MaxGrowth = {o.MaxGrowth:E0} x its start {s.Start[i]:E2} (no fixed point in reach); they keep their best iterate");
         }
         if (blewUp.Count > 0)
         {
             long i = blewUp[0];
-            int t = s.LiveUntil[i];
+            int t = s.FailedAt[i] - 1;
             reasons.Add($"residual of batch element(s) {List(blewUp)} (element {i}: {s.Metric[i, t]:E2} at step {t + 1}) exceeds DivergenceFactor = {o.DivergenceFactor:E0} x its lowest; they keep their best iterate");
         }
         if (overall != SolverStatus.Converged && ctx.Stopped is null && !converged.Zip(s.Failed).All(p => p.First || p.Second))
@@ -111,7 +111,7 @@ internal static class SolveOutcome
         {
             double w = double.NegativeInfinity;
             for (long i = 0; i < b; i++)
-                if (!s.Failed[i] || t <= s.LiveUntil[i]) w = double.IsNaN(trace[i, t]) ? double.NaN : Math.Max(w, trace[i, t]);
+                if (!s.Failed[i] || t < s.FailedAt[i]) w = double.IsNaN(trace[i, t]) ? double.NaN : Math.Max(w, trace[i, t]);
             worst[t] = w;
         }
         return worst;

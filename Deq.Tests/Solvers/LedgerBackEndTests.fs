@@ -1,0 +1,80 @@
+/// The stop rule's two back ends (device tensors for accelerators, the host for CPU tensors) give the same solve.
+module Deq.Tests.Solvers.LedgerBackEndTests
+
+open System
+open Expecto
+open TorchSharp
+
+open Deq.Solvers
+open Deq.FSharp
+open Deq.Tests.Support.Generators
+
+let private zeros (b: int64) (n: int64) = torch.zeros([| b; n |], dtype = ScalarType.Float64)
+
+/// The entries of a [batch, steps] trace, with NaN equal to NaN.
+let private entries (t: float[,]) = [ for i in 0 .. t.GetLength 0 - 1 do for s in 0 .. t.GetLength 1 - 1 -> if Double.IsNaN t[i, s] then "NaN" else string t[i, s] ]
+
+/// Runs the solve with the ledger forced to one back end.
+let private onBackEnd device (solve: Solver) f z0 =
+    SolveLedger.ForceDevice <- Nullable device
+    try Solver.run solve f z0
+    finally SolveLedger.ForceDevice <- Nullable()
+
+/// Element 1 of three tanh problems replaced by a failing map.
+let private withElementOne (bad: Tensor -> Tensor) =
+    let _, f = { TanhProblem.Seed = 7; N = 6; Batch = 3; Rho = 0.8 }.Build()
+    let mask = torch.tensor([| false; true; false |]).reshape(3L, 1L)
+    fun (z: Tensor) -> torch.where(mask, bad z, f z)
+
+let private maps : (string * (Tensor -> Tensor)) list =
+    [ "tanh", snd ({ TanhProblem.Seed = 3; N = 8; Batch = 4; Rho = 0.9 }.Build())
+      "run-away z + 1 + 0.1 sin z", fun z -> z + 1.0 + 0.1 * torch.sin(z)
+      "element 1 blows up (3z + 1)", withElementOne (fun z -> 3.0 * z + 1.0)
+      "element 1 turns NaN", withElementOne (fun z -> torch.where(z.abs().sum(1L, true).gt((2.0).ToScalar()), z * Double.NaN, 0.5 * z + 1.0)) ]
+
+let private options : (string * SolverOptions) list =
+    [ "relative", SolverOptions(Tol = 1e-9, MaxIter = 60)
+      "absolute, max norm", SolverOptions(Tol = 1e-9, MaxIter = 60, Stop = StopMode.Absolute, Norm = ResidualNorm.Max)
+      "check every 4", SolverOptions(Tol = 1e-9, MaxIter = 61, CheckEvery = 4)
+      "batch stop", SolverOptions(Tol = 1e-7, MaxIter = 60, Over = StopScope.Batch)
+      "tight divergence", SolverOptions(Tol = 1e-9, MaxIter = 60, DivergenceFactor = 1.5, MaxGrowth = 10.0) ]
+
+[<Tests>]
+let backEnds =
+    testList "ledger back ends" [
+        test "device and host bookkeeping give the same value, statuses, steps, traces and reason (float64)" {
+            use scope = torch.NewDisposeScope()
+            let seen = Collections.Generic.HashSet<SolverStatus>()
+            for optName, o in options do
+                for solverName, solve in [ "forward", ForwardIteration.Create(o); "anderson", Anderson.Create(o); "broyden", Broyden.Create(o) ] do
+                    for mapName, f in maps do
+                        let what = $"{solverName}, {optName}, {mapName}"
+                        let z0 = zeros (if mapName = "tanh" then 4L else 3L) (if mapName = "tanh" then 8L else 6L)
+                        let d = onBackEnd true solve f z0
+                        let h = onBackEnd false solve f z0
+                        Expect.equal h.Status d.Status $"{what}: status ({h.Reason} | {d.Reason})"
+                        Expect.equal h.Reason d.Reason what
+                        Expect.equal h.Steps d.Steps what
+                        Expect.equal h.StatusPerElement d.StatusPerElement what
+                        Expect.equal h.StepsPerElement d.StepsPerElement what
+                        Expect.equal h.BestStepPerElement d.BestStepPerElement what
+                        Expect.equal (entries h.AbsTracePerElement) (entries d.AbsTracePerElement) what
+                        Expect.equal (entries h.RelTracePerElement) (entries d.RelTracePerElement) what
+                        Expect.equal (maxAbsDiff h.Value d.Value) 0.0 $"{what}: the same best iterate"
+                        seen.UnionWith h.StatusPerElement
+            // The cases reach every way an element can end.
+            Expect.equal (Set.ofSeq seen) (Set.ofList [ SolverStatus.Converged; SolverStatus.MaxIterations; SolverStatus.Diverged; SolverStatus.NonFinite ]) "statuses covered"
+        }
+
+        test "the forced back end is the one that runs: both paths are exercised" {
+            use scope = torch.NewDisposeScope()
+            let z = zeros 2L 3L
+            SolveLedger.ForceDevice <- Nullable true
+            try
+                use ledger = SolveLedger.For(SolverOptions(), 2L, z)
+                Expect.isTrue (ledger :? DeviceLedger) "forced to the device"
+            finally SolveLedger.ForceDevice <- Nullable()
+            use cpu = SolveLedger.For(SolverOptions(), 2L, z)
+            Expect.isTrue (cpu :? HostLedger) "CPU tensors use the host"
+        }
+    ]
