@@ -34,29 +34,35 @@ public static class Anderson
         var solver = new SolverMethod<History>("anderson", (ctx, it) => new History(ctx, a.Memory, it.Z), (ctx, h, it) =>
         {
             int k = ctx.Step - 1, m = a.Memory, slot = k % m;
-            int used = Math.Min(k + 1, m);
-            h.Xs.select(1, slot).copy_(it.Z);
-            var g = h.Gs.select(1, slot).copy_(it.Fz).sub_(it.Z);
+            var v = h.At(Math.Min(k + 1, m));
+            if (a.Beta == 1.0) h.PSlot[slot].copy_(it.Fz);
+            else h.PSlot[slot].copy_(it.Z).lerp_(it.Fz, a.Beta);
+            var g = h.GSlot[slot].copy_(it.Fz).sub_(it.Z);
             // One new row (and column) of the Gram matrix G G^T per step, not the whole of it.
-            var row = torch.bmm(g.unsqueeze(1), h.Gs.narrow(1, 0, used).transpose(1, 2)).squeeze(1);    // [b, used]
-            h.Gram.select(1, slot).narrow(1, 0, used).copy_(row);
-            h.Gram.select(2, slot).narrow(1, 0, used).copy_(row);
+            var row = torch.bmm(g.unsqueeze(1), v.GsT).squeeze(1);                                    // [b, used]
+            v.GramRow[slot].copy_(row);
+            v.GramCol[slot].copy_(row);
             // A singular mixing system (only with Lambda = 0 and a repeated history) takes a plain step instead.
-            var next = used == 1 ? it.Fz : Mix(h, used, a) ?? it.Fz;
+            var next = v.Used == 1 ? it.Fz : AndersonMixing.Mix(h, v, a, slot) ?? it.Fz;
             return new Iterate(next, ctx.Evaluate(next, done: it));
         }).ToSolver(options);
         return SolverDescriptions.Register(solver, $"anderson(m={a.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
 
-    // Past iterates and their residuals g = f(z) - z, [batch, m, width], overwritten as a ring (keeping g, not
-    // f, lets the mixing run as batched products with no [batch, m, width] temporary); the residuals' Gram
-    // matrix [batch, m, m]; and the bordered mixing system [batch, m + 1, m + 1], its border fixed.
-    sealed class History
+    // Past points p = (1 - beta) z + beta f(z) and residuals g = f(z) - z, [batch, m, width], overwritten as a
+    // ring (the next iterate is sum_i alpha_i p_i, one batched product, no [batch, m, width] temporary); the
+    // residuals' Gram matrix [batch, m, m]; and the bordered mixing system [batch, m + 1, m + 1], its border fixed.
+    // The views a step uses are made once (per slot, and for the full ring), not once a step.
+    internal sealed class History
     {
+        readonly SolveContext _ctx;
+        Window? _full;
+
         public History(SolveContext ctx, int m, Tensor z)
         {
+            _ctx = ctx;
             Tensor Zeros(params long[] shape) => ctx.Keep(torch.zeros(shape, dtype: z.dtype, device: z.device));
-            Xs = Zeros(ctx.Batch, m, ctx.Width);
+            Ps = Zeros(ctx.Batch, m, ctx.Width);
             Gs = Zeros(ctx.Batch, m, ctx.Width);
             Gram = Zeros(ctx.Batch, m, m);
             System = Zeros(ctx.Batch, m + 1, m + 1);
@@ -64,36 +70,58 @@ public static class Anderson
             System.select(2, 0).narrow(1, 1, m).fill_(1);
             Rhs = Zeros(ctx.Batch, m + 1, 1);
             Rhs.select(1, 0).fill_(1);
+            Alpha = Zeros(ctx.Batch, 1, m);
+            PSlot = Enumerable.Range(0, m).Select(i => ctx.Keep(Ps.select(1, i))).ToArray();
+            GSlot = Enumerable.Range(0, m).Select(i => ctx.Keep(Gs.select(1, i))).ToArray();
         }
 
-        public Tensor Xs { get; }
+        public Tensor Ps { get; }
         public Tensor Gs { get; }
         public Tensor Gram { get; }
         public Tensor System { get; }
         public Tensor Rhs { get; }
+        public Tensor Alpha { get; }       // the mixing weights, [batch, 1, m], written by the host on the CPU
+        public int Memory => PSlot.Length;
+        public Tensor[] PSlot { get; }
+        public Tensor[] GSlot { get; }
+
+        // While the ring fills, the step's own views; once it is full, one set kept for the rest of the solve.
+        public Window At(int used) => used < Memory ? new Window(this, used, null) : _full ??= new Window(this, used, _ctx);
     }
 
-    // Solve [0 1^T; 1 GG^T + lambda I] [c; alpha] = [1; 0] per batch element, G = F - X.
-    static Tensor? Mix(History h, int used, AndersonOptions a)
+    // The first `used` entries of the history, as views.
+    internal sealed class Window
     {
-        long b = h.Gram.shape[0];
-        var gram = h.Gram.narrow(1, 0, used).narrow(2, 0, used);
-        var system = h.System.narrow(1, 0, used + 1).narrow(2, 0, used + 1);
-        var block = system.narrow(1, 1, used).narrow(2, 1, used);
-        block.copy_(gram);
-        // Scale the ridge by the residual size so lambda is unit-free.
-        var scale = gram.diagonal(dim1: 1, dim2: 2).mean([1]).clamp_min(1e-30).reshape(b, 1);
-        block.diagonal(dim1: 1, dim2: 2).add_(scale.mul_(a.Lambda));
-        Tensor alpha;
-        try
+        public Window(History h, int used, SolveContext? keep)
         {
-            alpha = torch.linalg.solve(system, h.Rhs.narrow(1, 0, used + 1)).narrow(1, 1, used).transpose(1, 2);   // [b, 1, used]
+            Used = used;
+            Tensor K(Tensor t) => keep is null ? t : keep.Keep(t);
+            Ps = K(h.Ps.narrow(1, 0, used));
+            Gs = K(h.Gs.narrow(1, 0, used));
+            GsT = K(Gs.transpose(1, 2));
+            Gram = K(h.Gram.narrow(1, 0, used).narrow(2, 0, used));
+            GramDiagonal = K(Gram.diagonal(dim1: 1, dim2: 2));
+            System = K(h.System.narrow(1, 0, used + 1).narrow(2, 0, used + 1));
+            Block = K(System.narrow(1, 1, used).narrow(2, 1, used));
+            BlockDiagonal = K(Block.diagonal(dim1: 1, dim2: 2));
+            Rhs = K(h.Rhs.narrow(1, 0, used + 1));
+            Alpha = K(h.Alpha.narrow(2, 0, used));
+            GramRow = Enumerable.Range(0, h.Memory).Select(i => K(h.Gram.select(1, i).narrow(1, 0, used))).ToArray();
+            GramCol = Enumerable.Range(0, h.Memory).Select(i => K(h.Gram.select(2, i).narrow(1, 0, used))).ToArray();
         }
-        catch (System.Runtime.InteropServices.ExternalException)
-        {
-            return null;
-        }
-        // sum_i alpha_i (x_i + beta g_i): beta times the mixed f values plus (1 - beta) times the mixed iterates.
-        return torch.bmm(alpha, h.Xs.narrow(1, 0, used)).add_(torch.bmm(alpha, h.Gs.narrow(1, 0, used)), alpha: a.Beta).squeeze(1);
+
+        public int Used { get; }
+        public Tensor Ps { get; }
+        public Tensor Gs { get; }
+        public Tensor GsT { get; }
+        public Tensor Gram { get; }
+        public Tensor GramDiagonal { get; }
+        public Tensor System { get; }
+        public Tensor Block { get; }
+        public Tensor BlockDiagonal { get; }
+        public Tensor Rhs { get; }
+        public Tensor Alpha { get; }
+        public Tensor[] GramRow { get; }
+        public Tensor[] GramCol { get; }
     }
 }

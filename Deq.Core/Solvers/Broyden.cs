@@ -40,20 +40,30 @@ public static class Broyden
     {
         var bo = (broyden ?? BroydenOptions.Default).Validate();
         var name = (bo.LineSearch ? "broyden(line-search)" : "broyden") + (bo.Safeguard > 0 ? $"(safeguard={bo.Safeguard})" : "");
-        var solver = new SolverMethod<Factors>(name, (ctx, it) => new Factors(ctx, bo.Memory, it), (ctx, st, it) => Step(ctx, st, it, bo)).ToSolver(options);
+        var solver = new SolverMethod<Factors>(name, (ctx, it) => new Factors(ctx, bo.Memory, it), (ctx, st, it) => Step(ctx, st, it, bo),
+            st => st.Release()).ToSolver(options);
         return SolverDescriptions.Register(solver, $"{name}(m={bo.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
 
     // U, V: the rank-one corrections; G: g at the current iterate; JG: J^-1 g there, under the current factors.
+    // The views a step uses (per slot, and the first `used` slots with their transposes) are made once.
     sealed class Factors
     {
+        readonly SolveContext _ctx;
+        Window? _full;
+
         public Factors(SolveContext ctx, int memory, Iterate first)
         {
+            _ctx = ctx;
             var (b, n, z) = (ctx.Batch, ctx.Width, first.Z);
-            U = ctx.Keep(torch.zeros(b, memory, n, dtype: z.dtype, device: z.device));
-            V = ctx.Keep(torch.zeros(b, memory, n, dtype: z.dtype, device: z.device));
-            G = ctx.Keep(first.Fz - first.Z);
-            JG = ctx.Keep(G.neg());
+            // Uninitialised: a step reads only the slots earlier steps wrote (the window), and skipping the fill
+            // saves a pass over 2 x memory copies of z per solve.
+            U = ctx.Keep(torch.empty(b, memory, n, dtype: z.dtype, device: z.device));
+            V = ctx.Keep(torch.empty(b, memory, n, dtype: z.dtype, device: z.device));
+            USlot = Enumerable.Range(0, memory).Select(i => ctx.Keep(U.select(1, i))).ToArray();
+            VSlot = Enumerable.Range(0, memory).Select(i => ctx.Keep(V.select(1, i))).ToArray();
+            G = (first.Fz - first.Z).DetachFromDisposeScope();
+            JG = G.neg().DetachFromDisposeScope();
             BestX = ctx.Keep(first.Z.clone());
             BestG = ctx.Keep(G.clone());
             BestNorm = ctx.Keep(G.norm(1));
@@ -65,42 +75,78 @@ public static class Broyden
 
         public Tensor U { get; }
         public Tensor V { get; }
-        public Tensor G { get; }
-        public Tensor JG { get; }
+        public Tensor[] USlot { get; }
+        public Tensor[] VSlot { get; }
+        // Replaced, not copied into, each step (Advance); freed by Release.
+        public Tensor G { get; private set; }
+        public Tensor JG { get; private set; }
+
+        // While the ring fills, the step's own views; once it is full, one set kept for the rest of the solve.
+        public Window At(int used)
+        {
+            if (used < USlot.Length) return Window.Of(U, V, used);
+            if (_full is null)
+            {
+                var w = Window.Of(U, V, used);
+                _full = new Window(_ctx.Keep(w.U), _ctx.Keep(w.V), _ctx.Keep(w.UT), _ctx.Keep(w.VT));
+            }
+            return _full;
+        }
+
+        public void Advance(Tensor g, Tensor jg)
+        {
+            G.Dispose();
+            JG.Dispose();
+            (G, JG) = (g.DetachFromDisposeScope(), jg.DetachFromDisposeScope());
+        }
+
+        public void Release()
+        {
+            G.Dispose();
+            JG.Dispose();
+        }
+    }
+
+    // The first `used` slots of U and V, [b, used, n], and their transposes [b, n, used].
+    sealed record Window(Tensor U, Tensor V, Tensor UT, Tensor VT)
+    {
+        public static Window Of(Tensor u, Tensor v, int used)
+        {
+            var (un, vn) = (u.narrow(1, 0, used), v.narrow(1, 0, used));
+            return new Window(un, vn, un.transpose(1, 2), vn.transpose(1, 2));
+        }
     }
 
     static Iterate Step(SolveContext ctx, Factors st, Iterate it, BroydenOptions bo)
     {
         int k = ctx.Step - 1, mem = bo.Memory;
         int used = Math.Min(k, mem), slot = k % mem;
-        var (u0, v0) = (st.U.narrow(1, 0, used), st.V.narrow(1, 0, used));
+        var w = st.At(used);
         var z = it.Z;
         if (bo.Safeguard > 0) z = Safeguard(st, z, bo.Safeguard);
-        var update = st.JG.neg();                                        // -J^-1 g
-        var (x, fx) = bo.LineSearch ? LineSearch(ctx, z, st.G, update, bo.LineSearchTrials) : Try(ctx, z, update, 1.0);
+        // The step is -J^-1 g; without a line search x = z - J^-1 g, which is z + (-J^-1 g) exactly.
+        Tensor x, fx;
+        if (bo.LineSearch) (x, fx) = LineSearch(ctx, z, st.G, st.JG.neg(), bo.LineSearchTrials);
+        else fx = ctx.Evaluate(x = z - st.JG);
         var g = fx - x;
         var dx = x - z;
         var dg = g - st.G;
-        var jg = MatVec(u0, v0, g);                                      // product 1: J^-1 g_new
-        var vt = RMatVec(u0, v0, dx);                                    // product 2: dx^T J^-1
+        var jg = Product(g, w.VT, w.U);                                  // product 1: J^-1 g_new
+        var vt = Product(dx, w.UT, w.V);                                 // product 2: dx^T J^-1
         // Good Broyden: J^-1 += (dx - J^-1 dg) (dx^T J^-1) / (dx^T J^-1 dg), with J^-1 dg = J^-1 g_new - J^-1 g.
+        // A denominator at or below 1e-30 in size (or NaN) drops the update: it becomes Inf, so u becomes 0
+        // (or NaN, zeroed next).
         var u = dx - (jg - st.JG);
         var denom = (vt * dg).sum(1, keepdim: true);
-        var safe = denom.abs() > 1e-30;
-        u.div_(torch.where(safe, denom, torch.ones_like(denom))).masked_fill_(safe.logical_not(), 0).nan_to_num_(0, 0, 0);
+        u.div_(denom.masked_fill_(denom.abs().le(1e-30), double.PositiveInfinity)).nan_to_num_(0, 0, 0);
         vt.nan_to_num_(0, 0, 0);
         // J_new^-1 g_new = J^-1 g_new - (the overwritten slot's term, once the ring is full) + the new term.
-        if (k >= mem)
-        {
-            var (uOld, vOld) = (st.U.select(1, slot), st.V.select(1, slot));
-            jg.sub_(uOld * (vOld * g).sum(1, keepdim: true));
-        }
+        if (k >= mem) jg.sub_(st.USlot[slot] * (st.VSlot[slot] * g).sum(1, keepdim: true));
         jg.add_(u * (vt * g).sum(1, keepdim: true));
-        st.U.select(1, slot).copy_(u);
-        st.V.select(1, slot).copy_(vt);
-        st.G.copy_(g);
-        st.JG.copy_(jg);
-        return new Iterate(x, fx);
+        st.USlot[slot].copy_(u);
+        st.VSlot[slot].copy_(vt);
+        st.Advance(g.alias(), jg);
+        return new Iterate(x, fx) { Residual = g };
     }
 
     // Per element: when ||g|| exceeds `factor` x its lowest, go back to the lowest iterate and forget the
@@ -149,19 +195,9 @@ public static class Broyden
         return (x, fx);
     }
 
-    // (-I + U^T V) x per element, for factors [batch, used, width]: the inverse-Jacobian estimate times x.
-    // Both products are row vectors times matrices ([b, 1, n] x [b, n, m], then [b, 1, m] x [b, m, n]):
-    // libtorch's CPU bmm runs that form ~20x faster than the matrix-times-column [b, m, n] x [b, n, 1].
-    static Tensor MatVec(Tensor us, Tensor vts, Tensor x)
-    {
-        var row = x.unsqueeze(1);
-        return torch.bmm(torch.bmm(row, vts.transpose(1, 2)), us).squeeze(1).sub_(x);
-    }
-
-    // x^T (-I + U^T V), as a row per element.
-    static Tensor RMatVec(Tensor us, Tensor vts, Tensor x)
-    {
-        var row = x.unsqueeze(1);
-        return torch.bmm(torch.bmm(row, us.transpose(1, 2)), vts).squeeze(1).sub_(x);
-    }
+    // (-I + U^T V) x per element (first = V^T, second = U), or x^T (-I + U^T V) (first = U^T, second = V), for
+    // factors [batch, used, width]. Both products are row vectors times matrices ([b, 1, n] x [b, n, m], then
+    // [b, 1, m] x [b, m, n]): libtorch's CPU bmm runs that form ~20x faster than [b, m, n] x [b, n, 1].
+    static Tensor Product(Tensor x, Tensor first, Tensor second) =>
+        torch.bmm(torch.bmm(x.unsqueeze(1), first), second).squeeze(1).sub_(x);
 }

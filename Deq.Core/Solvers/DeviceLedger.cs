@@ -7,15 +7,17 @@ namespace Deq.Solvers;
 /// The ledger for accelerators: the bookkeeping as tensors on the device (the lowest residual, the best
 /// iterate mixed in by a torch.where mask, the traces), so the host reads one flag per check and everything
 /// else once, at the end. The steps of each element's best and of its failure come from the masks kept per
-/// bookkeeping step.
+/// bookkeeping step. A step costs about 20 tensor ops, queued without a wait but for the check's one flag.
 /// </summary>
 internal sealed class DeviceLedger : SolveLedger
 {
     readonly SolverOptions _o;
     readonly long _batch;
     Tensor _lowest = null!, _best = null!, _start = null!, _cap = null!, _growthCap = null!;
-    readonly List<Tensor> _abs = [], _fzNorm = [];                        // per step, [batch]
-    readonly List<(int Step, Tensor Improved, Tensor Failed)> _marks = [];  // per bookkeeping step, [batch] bool
+    // Grown by doubling, so the handles a solve holds do not grow with its steps:
+    Tensor _trace = null!;                      // [capacity, 2, batch]: ||f(z) - z||, ||f(z)|| per step
+    Tensor _marks = null!;                      // [capacity, 2, batch] bool: improved, failed per bookkeeping step
+    readonly List<int> _markSteps = [];
     bool _started;
     // Scalars made once: each implicit double -> Scalar conversion allocates a native object.
     readonly Scalar _eps = 1e-12.ToScalar(), _divergence, _tol, _failedMark = double.NegativeInfinity.ToScalar();
@@ -30,11 +32,11 @@ internal sealed class DeviceLedger : SolveLedger
     public override bool Record(Iterate it, int step)
     {
         using var scope = torch.NewDisposeScope();
-        var abs = Keep(Residual(it.Fz, it.Z, _o.Norm));
-        var fzNorm = Keep(Norms.PerRow(it.Fz, _o.Norm));
-        _abs.Add(abs);
-        _fzNorm.Add(fzNorm);
+        var abs = Residual(it, _o.Norm);
+        var fzNorm = Norms.PerRow(it.Fz, _o.Norm);
         if (!_started) Start(it, fzNorm);
+        _trace = Grown(_trace, step);
+        _trace.select(0, step - 1).copy_(torch.stack([abs, fzNorm]));
         bool check = IsCheck(_o, step);
         if (!check && step > 1) return true;
 
@@ -48,7 +50,9 @@ internal sealed class DeviceLedger : SolveLedger
         _best = Swap(_best, torch.where(improved.unsqueeze(1), it.Z, _best));
         var failed = ok.logical_or_(_lowest.le(_tol)).logical_not_();
         _lowest.masked_fill_(failed, _failedMark);
-        _marks.Add((step, Keep(improved), Keep(failed)));
+        _marks = Grown(_marks, _markSteps.Count + 1);
+        _marks.select(0, _markSteps.Count).copy_(torch.stack([improved, failed]));
+        _markSteps.Add(step);
 
         if (!check) return true;
         if (_o.Over == StopScope.Batch && BatchMeets(abs, fzNorm))
@@ -81,6 +85,19 @@ internal sealed class DeviceLedger : SolveLedger
         _growthCap = Keep(_start * _o.MaxGrowth);
         _lowest = Keep(torch.full_like(fzNorm, double.PositiveInfinity));
         _best = Keep(it.Z.clone());
+        long capacity = Math.Min(_o.MaxIter, 64);
+        _trace = Keep(torch.zeros(capacity, 2, _batch, dtype: fzNorm.dtype, device: fzNorm.device));
+        _marks = Keep(torch.zeros(capacity, 2, _batch, dtype: ScalarType.Bool, device: fzNorm.device));
+    }
+
+    // The buffer itself while it has `rows` rows, else one of twice the rows holding its contents.
+    static Tensor Grown(Tensor buffer, long rows)
+    {
+        long capacity = buffer.shape[0];
+        if (rows <= capacity) return buffer;
+        var bigger = torch.zeros([Math.Max(rows, 2 * capacity), 2, buffer.shape[2]], dtype: buffer.dtype, device: buffer.device);
+        bigger.narrow(0, 0, capacity).copy_(buffer);
+        return Swap(buffer, bigger);
     }
 
     static Tensor Keep(Tensor t) => t.DetachFromDisposeScope();
@@ -102,8 +119,8 @@ internal sealed class DeviceLedger : SolveLedger
     {
         if (!_started) return LedgerSnapshot.Empty(_batch);
         using var scope = torch.NewDisposeScope();
-        var abs = torch.stack(_abs.Take(steps));
-        var fz = torch.stack(_fzNorm.Take(steps));
+        var trace = _trace.narrow(0, 0, steps);
+        var (abs, fz) = (trace.select(1, 0), trace.select(1, 1));
         var traces = torch.stack([abs, fz, Metric(abs, fz)]).to(ScalarType.Float64).cpu();   // [3, steps, batch]
         var flat = traces.data<double>().ToArray();
         double[,] Row(int row)
@@ -114,15 +131,15 @@ internal sealed class DeviceLedger : SolveLedger
             return t;
         }
         var (bestStep, failedAt) = (new int[_batch], new int[_batch]);
-        if (_marks.Count > 0)
+        int count = _markSteps.Count;
+        if (count > 0)
         {
-            var marks = torch.stack([torch.stack(_marks.Select(m => m.Improved)), torch.stack(_marks.Select(m => m.Failed))]).cpu();
-            var bits = marks.data<bool>().ToArray();                                           // [2, marks, batch]
-            for (int k = 0; k < _marks.Count; k++)
+            var bits = _marks.narrow(0, 0, count).cpu().data<bool>().ToArray();                // [marks, 2, batch]
+            for (int k = 0; k < count; k++)
                 for (long i = 0; i < _batch; i++)
                 {
-                    if (bits[k * _batch + i]) bestStep[i] = _marks[k].Step;
-                    if (bits[(_marks.Count + k) * _batch + i]) failedAt[i] = _marks[k].Step;
+                    if (bits[(k * 2) * _batch + i]) bestStep[i] = _markSteps[k];
+                    if (bits[(k * 2 + 1) * _batch + i]) failedAt[i] = _markSteps[k];
                 }
         }
         return new LedgerSnapshot(Row(0), Row(1), Row(2), bestStep, failedAt,
@@ -134,9 +151,8 @@ internal sealed class DeviceLedger : SolveLedger
     public override void Dispose()
     {
         foreach (var scalar in new[] { _eps, _divergence, _tol, _failedMark }) scalar.Dispose();
-        foreach (var t in _abs.Concat(_fzNorm).Concat(_marks.SelectMany(m => new[] { m.Improved, m.Failed }))) t.Dispose();
         if (!_started) return;
-        foreach (var t in new[] { _lowest, _best, _start, _cap, _growthCap })
+        foreach (var t in new[] { _lowest, _best, _start, _cap, _growthCap, _trace, _marks })
             t?.Dispose();
     }
 }

@@ -24,7 +24,7 @@ internal sealed class HostLedger : SolveLedger
     {
         double[] abs, fzNorm;
         using (torch.NewDisposeScope())
-            (abs, fzNorm) = (Host(Residual(it.Fz, it.Z, _o.Norm)), Host(Norms.PerRow(it.Fz, _o.Norm)));
+            (abs, fzNorm) = (Host(Residual(it, _o.Norm)), Host(Norms.PerRow(it.Fz, _o.Norm)));
         _abs.Add(abs);
         _fzNorm.Add(fzNorm);
         if (_best is null) Start(it, fzNorm);

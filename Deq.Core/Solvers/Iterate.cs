@@ -9,4 +9,11 @@ namespace Deq.Solvers;
 /// </summary>
 /// <param name="Z">The iterate.</param>
 /// <param name="Fz">f at the iterate.</param>
-public readonly record struct Iterate(Tensor Z, Tensor Fz);
+public readonly record struct Iterate(Tensor Z, Tensor Fz)
+{
+    /// <summary>
+    /// f(z) - z, when the step computed it anyway (the driver's bookkeeping then uses it instead of forming it
+    /// again). It belongs to the step: the driver drops it once the step is recorded.
+    /// </summary>
+    public Tensor? Residual { get; init; }
+}

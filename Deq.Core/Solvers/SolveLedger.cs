@@ -51,8 +51,8 @@ internal abstract class SolveLedger : IDisposable
 
     protected static bool IsCheck(SolverOptions o, int step) => step % o.CheckEvery == 0 || step >= o.MaxIter;
 
-    /// <summary>||f(z) - z|| per row.</summary>
-    internal static Tensor Residual(Tensor fz, Tensor z, ResidualNorm norm) => Norms.PerRow(fz - z, norm);
+    /// <summary>||f(z) - z|| per row (from the step's own f(z) - z when it kept one).</summary>
+    internal static Tensor Residual(Iterate it, ResidualNorm norm) => Norms.PerRow(it.Residual ?? it.Fz - it.Z, norm);
 }
 
 /// <summary>

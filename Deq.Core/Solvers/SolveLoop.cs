@@ -38,6 +38,7 @@ internal static class SolveLoop
                     using var step = torch.NewDisposeScope();
                     current = Adopt(method.Step(ctx, state!, current), current);
                     go = Record(ctx, ledger, current, observer) && ctx.Stopped is null;
+                    current = current with { Residual = null };      // it goes with the step's scope
                 }
             }
             catch (EvaluationBudgetExhausted spent)

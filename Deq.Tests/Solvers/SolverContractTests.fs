@@ -186,12 +186,11 @@ let combinators =
 
 [<Tests>]
 let memory =
-    test "solvers hold O(1) live tensors in the iteration count and leak none" {
+    test "solvers hold O(1) live tensors in the iteration count and leak none, with either ledger back end" {
         let f, z0 = problem ()
         let options iters = SolverOptions(MaxIter = iters, Tol = 1e-300, DivergenceFactor = 1e300)
-        for name, make in [ "forward", (fun o -> ForwardIteration.Create(o))
-                            "anderson", (fun o -> Anderson.Create(o))
-                            "broyden", (fun o -> Broyden.Create(o)) ] do
+        let check backEnd solverName (make: SolverOptions -> Solver) =
+            let name = $"{solverName} ({backEnd} ledger)"
             let measure iters =
                 // Earlier tests' garbage tensors must not be finalized (and uncounted) mid-measurement.
                 GC.Collect()
@@ -204,7 +203,7 @@ let memory =
                     peak <- max peak (Tensor.TotalCount - before)
                     calls <- calls + 1
                     f z + 1e-3 * sin (float calls)
-                let r = Solver.run (make (options iters) : Solver) counting z0
+                let r = Solver.run (make (options iters)) counting z0
                 Expect.equal r.Steps iters $"{name} ran all {iters} steps"
                 let held = Tensor.TotalCount - before
                 r.Value.Dispose()
@@ -214,4 +213,11 @@ let memory =
             Expect.equal peak200 peak10 $"{name}: live tensors at 200 iterations = at 10"
             Expect.equal (held10, held200) (1L, 1L) $"{name}: only the value survives the solve"
             Expect.equal (left10, left200) (0L, 0L) $"{name}: nothing leaks once the value is disposed"
+        for backEnd in [ "host"; "device" ] do
+            SolveLedger.ForceDevice <- Nullable((backEnd = "device"))
+            try
+                check backEnd "forward" (fun o -> ForwardIteration.Create(o))
+                check backEnd "anderson" (fun o -> Anderson.Create(o))
+                check backEnd "broyden" (fun o -> Broyden.Create(o))
+            finally SolveLedger.ForceDevice <- Nullable()
     }
