@@ -19,7 +19,7 @@ internal static class AndersonMixing
     public static Tensor? Mix(Anderson.History h, Anderson.Window v, AndersonOptions a, int newest)
     {
         Tensor alpha;
-        if (h.Gram.device_type == DeviceType.CPU)
+        if (!SolveLedger.OnDevice(h.Gram))
         {
             HostWeights(h, v.Used, a.Lambda, newest);
             alpha = v.Alpha;

@@ -25,12 +25,18 @@ namespace Deq.Solvers;
 /// </summary>
 internal abstract class SolveLedger : IDisposable
 {
-    /// <summary>Forces a back end on this thread (true: device, false: host); null picks by z0's device. For tests.</summary>
+    /// <summary>
+    /// Forces a back end on this thread (true: device, false: host) for the ledger and Anderson's mixing; null
+    /// picks by the tensors' device. For tests, which run the device paths on the CPU.
+    /// </summary>
     internal static bool? ForceDevice { get => _forceDevice; set => _forceDevice = value; }
     [ThreadStatic] static bool? _forceDevice;
 
+    /// <summary>Whether the solve's own arithmetic on <paramref name="t"/> stays in tensor ops (accelerators) or runs in C# (CPU).</summary>
+    internal static bool OnDevice(Tensor t) => ForceDevice ?? t.device_type != DeviceType.CPU;
+
     public static SolveLedger For(SolverOptions options, long batch, Tensor z0) =>
-        ForceDevice ?? z0.device_type != DeviceType.CPU ? new DeviceLedger(options, batch) : new HostLedger(options, batch);
+        OnDevice(z0) ? new DeviceLedger(options, batch) : new HostLedger(options, batch);
 
     /// <summary>
     /// Records step <paramref name="step"/> (1-based) at <paramref name="it"/>. Returns true while the solve
