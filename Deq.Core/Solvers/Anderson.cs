@@ -31,20 +31,26 @@ public static class Anderson
     public static Solver Create(SolverOptions? options = null, AndersonOptions? anderson = null)
     {
         var a = (anderson ?? AndersonOptions.Default).Validate();
-        var solver = new SolverMethod<History>("anderson", (ctx, it) => new History(ctx, a.Memory, it.Z), (ctx, h, it) =>
+        // Each step finds the current iterate's p and g in its slot, mixes, evaluates f at the next iterate and
+        // writes the next one's p and g into the following slot (the oldest, which the mix has just used), so that
+        // g = f(z) - z is formed once and also serves the driver's residual.
+        var solver = new SolverMethod<History>("anderson", (ctx, it) =>
+        {
+            var h = new History(ctx, a.Memory, it.Z);
+            h.Write(0, it, a.Beta);
+            return h;
+        }, (ctx, h, it) =>
         {
             int k = ctx.Step - 1, m = a.Memory, slot = k % m;
             var v = h.At(Math.Min(k + 1, m));
-            if (a.Beta == 1.0) h.PSlot[slot].copy_(it.Fz);
-            else h.PSlot[slot].copy_(it.Z).lerp_(it.Fz, a.Beta);
-            var g = h.GSlot[slot].copy_(it.Fz).sub_(it.Z);
             // One new row (and column) of the Gram matrix G G^T per step, not the whole of it.
-            var row = torch.bmm(g.unsqueeze(1), v.GsT).squeeze(1);                                    // [b, used]
+            var row = torch.bmm(h.GSlot[slot].unsqueeze(1), v.GsT).squeeze(1);                       // [b, used]
             v.GramRow[slot].copy_(row);
             v.GramCol[slot].copy_(row);
             // A singular mixing system (only with Lambda = 0 and a repeated history) takes a plain step instead.
-            var next = v.Used == 1 ? it.Fz : AndersonMixing.Mix(h, v, a, slot) ?? it.Fz;
-            return new Iterate(next, ctx.Evaluate(next, done: it));
+            var z = v.Used == 1 ? it.Fz : AndersonMixing.Mix(h, v, a, slot) ?? it.Fz;
+            var next = new Iterate(z, ctx.Evaluate(z, done: it));
+            return next with { Residual = h.Write((k + 1) % m, next, a.Beta) };
         }).ToSolver(options);
         return SolverDescriptions.Register(solver, $"anderson(m={a.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
@@ -84,6 +90,14 @@ public static class Anderson
         public int Memory => PSlot.Length;
         public Tensor[] PSlot { get; }
         public Tensor[] GSlot { get; }
+
+        /// <summary>Writes p and g of <paramref name="it"/> into <paramref name="slot"/>; returns g there.</summary>
+        public Tensor Write(int slot, Iterate it, double beta)
+        {
+            if (beta == 1.0) PSlot[slot].copy_(it.Fz);
+            else PSlot[slot].copy_(it.Z).lerp_(it.Fz, beta);
+            return GSlot[slot].copy_(it.Fz).sub_(it.Z);
+        }
 
         // While the ring fills, the step's own views; once it is full, one set kept for the rest of the solve.
         public Window At(int used) => used < Memory ? new Window(this, used, null) : _full ??= new Window(this, used, _ctx);

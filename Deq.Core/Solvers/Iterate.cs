@@ -13,7 +13,7 @@ public readonly record struct Iterate(Tensor Z, Tensor Fz)
 {
     /// <summary>
     /// f(z) - z, when the step computed it anyway (the driver's bookkeeping then uses it instead of forming it
-    /// again). It belongs to the step: the driver drops it once the step is recorded.
+    /// again). It may be a view of the solver's state; the driver only reads it, and drops it once the step is recorded.
     /// </summary>
     public Tensor? Residual { get; init; }
 }
