@@ -6,7 +6,8 @@ namespace Deq.Solvers;
 /// A solver in the step protocol: <see cref="Init"/> builds the state from the first iterate (z0, f(z0)),
 /// <see cref="Step"/> proposes the next iterate and evaluates f there through the context, and
 /// <see cref="Done"/> (optional) runs when the solve ends. The one driver loop does the rest for every
-/// solver: the per-element bookkeeping on the device, the stop rule, failure masking, traces and the result.
+/// solver: the per-element bookkeeping (on the device, or on the host for CPU tensors), the stop rule, failure
+/// masking, traces and the result.
 /// State tensors come from <see cref="SolveContext.Keep"/>, so the driver frees them.
 /// </summary>
 /// <typeparam name="TState">The solver's own state (history, factors); a class mutated in place.</typeparam>

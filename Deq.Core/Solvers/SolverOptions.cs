@@ -41,7 +41,7 @@ public enum StopScope
 /// The relative residual's denominator counts only up to 1/sqrt(Tol) times the start, so an iterate that
 /// escapes to infinity cannot meet a relative tolerance by making ||f(z)|| large.
 /// </param>
-/// <param name="CheckEvery">Test for the stop (one read of the host) every this many steps; 1 tests every step.</param>
+/// <param name="CheckEvery">Test for the stop (one read of the host), and update the best iterate, every this many steps (and at step 1 and the last); 1: every step.</param>
 /// <param name="Over">Whether every element must meet the tolerance, or the batch's combined residual.</param>
 public sealed record SolverOptions(
     int MaxIter = 50,

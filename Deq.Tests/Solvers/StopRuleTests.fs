@@ -157,6 +157,8 @@ let statistics =
             Expect.equal (b.Steps % 5) 0 "stops on a check step"
             Expect.isGreaterThanOrEqual b.Steps a.Steps "never before the step-by-step test"
             Expect.isLessThan b.Steps (a.Steps + 5) "within k steps of it"
+            for s in b.BestStepPerElement do
+                Expect.isTrue (s = 1 || s % 5 = 0) $"the best iterate is taken on check steps only (step {s})"
         }
 
         test "a new solver is one step function" {
