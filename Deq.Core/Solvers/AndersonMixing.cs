@@ -49,8 +49,8 @@ internal static class AndersonMixing
         int m = h.Memory;
         long batch = h.Gram.shape[0];
         bool wide = h.Gram.dtype == ScalarType.Float64;
-        var gram = h.Gram.bytes;
-        var alpha = h.Alpha.bytes;
+        Span<double> gram64 = wide ? MemoryMarshal.Cast<byte, double>(h.Gram.bytes) : default, alpha64 = wide ? MemoryMarshal.Cast<byte, double>(h.Alpha.bytes) : default;
+        Span<float> gram32 = wide ? default : MemoryMarshal.Cast<byte, float>(h.Gram.bytes), alpha32 = wide ? default : MemoryMarshal.Cast<byte, float>(h.Alpha.bytes);
         Span<double> a = stackalloc double[used * used];
         Span<double> y = stackalloc double[used];
         for (long b = 0; b < batch; b++)
@@ -58,7 +58,7 @@ internal static class AndersonMixing
             int at = (int)(b * m * m);
             for (int i = 0; i < used; i++)
                 for (int j = 0; j < used; j++)
-                    a[i * used + j] = wide ? MemoryMarshal.Cast<byte, double>(gram)[at + i * m + j] : MemoryMarshal.Cast<byte, float>(gram)[at + i * m + j];
+                    a[i * used + j] = wide ? gram64[at + i * m + j] : gram32[at + i * m + j];
             double scale = 0;
             for (int i = 0; i < used; i++) scale += a[i * used + i];
             scale = Math.Max(scale / used, 1e-30) * lambda;
@@ -68,8 +68,8 @@ internal static class AndersonMixing
             for (int i = 0; i < used; i++)
             {
                 double w = ok ? y[i] : i == newest ? 1 : 0;
-                if (wide) MemoryMarshal.Cast<byte, double>(alpha)[row + i] = w;
-                else MemoryMarshal.Cast<byte, float>(alpha)[row + i] = (float)w;
+                if (wide) alpha64[row + i] = w;
+                else alpha32[row + i] = (float)w;
             }
         }
     }
