@@ -74,7 +74,9 @@ internal static class AndersonMixing
         }
     }
 
-    // In place: the lower Cholesky factor of the SPD matrix a (n x n, row-major); false if a is not positive definite.
+    // In place: the lower Cholesky factor of the SPD matrix a (n x n, row-major), with the reciprocal of each
+    // diagonal entry stored on the diagonal (a division costs ~10 multiplications; this leaves n of them);
+    // false if a is not positive definite.
     static bool Cholesky(int n, Span<double> a)
     {
         for (int j = 0; j < n; j++)
@@ -82,37 +84,39 @@ internal static class AndersonMixing
             double d = a[j * n + j];
             for (int k = 0; k < j; k++) d -= a[j * n + k] * a[j * n + k];
             if (!(d > 0)) return false;
-            a[j * n + j] = Math.Sqrt(d);
+            double inverse = 1 / Math.Sqrt(d);
+            a[j * n + j] = inverse;
             for (int i = j + 1; i < n; i++)
             {
                 double s = a[i * n + j];
                 for (int k = 0; k < j; k++) s -= a[i * n + k] * a[j * n + k];
-                a[i * n + j] = s / a[j * n + j];
+                a[i * n + j] = s * inverse;
             }
         }
         return true;
     }
 
-    // y = A^-1 1 / (1^T A^-1 1) for A = L L^T (L in the lower triangle of l): weights that sum to one.
-    // False if they cannot be normalised.
+    // y = A^-1 1 / (1^T A^-1 1) for A = L L^T (from Cholesky: L below the diagonal, 1 / L_ii on it): weights that
+    // sum to one. False if they cannot be normalised.
     static bool SolveOnes(int n, Span<double> l, Span<double> y)
     {
         for (int i = 0; i < n; i++)
         {
             double s = 1;
             for (int k = 0; k < i; k++) s -= l[i * n + k] * y[k];
-            y[i] = s / l[i * n + i];
+            y[i] = s * l[i * n + i];
         }
         for (int i = n - 1; i >= 0; i--)
         {
             double s = y[i];
             for (int k = i + 1; k < n; k++) s -= l[k * n + i] * y[k];
-            y[i] = s / l[i * n + i];
+            y[i] = s * l[i * n + i];
         }
         double total = 0;
         for (int i = 0; i < n; i++) total += y[i];
         if (!(Math.Abs(total) > 0) || !double.IsFinite(total)) return false;
-        for (int i = 0; i < n; i++) y[i] /= total;
+        double scale = 1 / total;
+        for (int i = 0; i < n; i++) y[i] *= scale;
         return true;
     }
 }
