@@ -46,7 +46,7 @@ public static class Broyden
     }
 
     // U, V: the rank-one corrections; G: g at the current iterate; JG: J^-1 g there, under the current factors.
-    // The views a step uses (per slot, and the first `used` slots with their transposes) are made once.
+    // The views a step uses (per slot, and the full ring's with their transposes) are made once.
     sealed class Factors
     {
         readonly SolveContext _ctx;

@@ -11,8 +11,6 @@ namespace Deq.Solvers;
 /// </summary>
 internal sealed class DeviceLedger : SolveLedger
 {
-    readonly SolverOptions _o;
-    readonly long _batch;
     Tensor _lowest = null!, _best = null!, _start = null!, _cap = null!, _growthCap = null!;
     // Grown by doubling, so the handles a solve holds do not grow with its steps:
     Tensor _trace = null!;                      // [capacity, 2, batch]: ||f(z) - z||, ||f(z)|| per step
@@ -22,9 +20,8 @@ internal sealed class DeviceLedger : SolveLedger
     // Scalars made once: each implicit double -> Scalar conversion allocates a native object.
     readonly Scalar _eps = 1e-12.ToScalar(), _divergence, _tol, _failedMark = double.NegativeInfinity.ToScalar();
 
-    public DeviceLedger(SolverOptions options, long batch)
+    public DeviceLedger(SolverOptions options, long batch) : base(options, batch)
     {
-        (_o, _batch) = (options, batch);
         _divergence = options.DivergenceFactor.ToScalar();
         _tol = options.Tol.ToScalar();
     }
@@ -143,10 +140,8 @@ internal sealed class DeviceLedger : SolveLedger
                 }
         }
         return new LedgerSnapshot(Row(0), Row(1), Row(2), bestStep, failedAt,
-            Host(_lowest).Select(double.IsNegativeInfinity).ToArray(), Host(_start), Host(_growthCap));
+            Residuals.ToHost(_lowest).Select(double.IsNegativeInfinity).ToArray(), Residuals.ToHost(_start), Residuals.ToHost(_growthCap));
     }
-
-    static double[] Host(Tensor t) => t.to(ScalarType.Float64).cpu().data<double>().ToArray();
 
     public override void Dispose()
     {

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -16,9 +17,22 @@ internal static class Residuals
         return (ToHost(abs), ToHost(rel));
     }
 
-    /// <summary>A per-element tensor as float64 values on the host.</summary>
-    public static double[] ToHost(Tensor perElement) =>
-        perElement.to(ScalarType.Float64).cpu().data<double>().ToArray();
+    /// <summary>
+    /// A per-element tensor as float64 values on the host. A contiguous CPU float32/float64 tensor is read from its
+    /// memory: <c>data&lt;T&gt;().ToArray()</c> reads element by element through an accessor (4 us for 64 floats, 0.2 us so).
+    /// </summary>
+    public static double[] ToHost(Tensor perElement)
+    {
+        if (perElement.device_type != DeviceType.CPU || !perElement.is_contiguous() ||
+            perElement.dtype is not (ScalarType.Float32 or ScalarType.Float64))
+            using (var wide = perElement.to(ScalarType.Float64).cpu().contiguous())
+                return MemoryMarshal.Cast<byte, double>(wide.bytes).ToArray();
+        if (perElement.dtype == ScalarType.Float64) return MemoryMarshal.Cast<byte, double>(perElement.bytes).ToArray();
+        var floats = MemoryMarshal.Cast<byte, float>(perElement.bytes);
+        var values = new double[floats.Length];
+        for (int i = 0; i < values.Length; i++) values[i] = floats[i];
+        return values;
+    }
 
     static Tensor Norm(Tensor flat, ResidualNorm norm) => norm == ResidualNorm.L2 ? flat.norm(1) : flat.abs().amax(1);
 }

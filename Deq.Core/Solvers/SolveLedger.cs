@@ -38,6 +38,11 @@ internal abstract class SolveLedger : IDisposable
     public static SolveLedger For(SolverOptions options, long batch, Tensor z0) =>
         OnDevice(z0) ? new DeviceLedger(options, batch) : new HostLedger(options, batch);
 
+    protected SolveLedger(SolverOptions options, long batch) => (_o, _batch) = (options, batch);
+
+    protected readonly SolverOptions _o;
+    protected readonly long _batch;
+
     /// <summary>
     /// Records step <paramref name="step"/> (1-based) at <paramref name="it"/>. Returns true while the solve
     /// should go on: some element neither met the tolerance nor failed (tested on check steps only).

@@ -70,12 +70,6 @@ let stopRule =
         }
     ]
 
-/// A batch of three tanh problems where element 1 is replaced by a failing map.
-let private withElementOne (bad: Tensor -> Tensor) =
-    let _, f = { TanhProblem.Seed = 7; N = 6; Batch = 3; Rho = 0.8 }.Build()
-    let mask = torch.tensor([| false; true; false |]).reshape(3L, 1L)
-    f, (fun (z: Tensor) -> torch.where(mask, bad z, f z))
-
 [<Tests>]
 let masking =
     testList "failure is masked per element" [

@@ -54,6 +54,12 @@ type TanhProblem =
         let f (z: Tensor) = torch.tanh(torch.matmul(z, w.T) + injection)
         w, f
 
+/// Three tanh problems (seed 7, n 6, rho 0.8): the clean map, and the same with batch element 1 replaced by `bad`.
+let withElementOne (bad: Tensor -> Tensor) =
+    let _, f = { TanhProblem.Seed = 7; N = 6; Batch = 3; Rho = 0.8 }.Build()
+    let mask = torch.tensor([| false; true; false |]).reshape(3L, 1L)
+    f, (fun (z: Tensor) -> torch.where(mask, bad z, f z))
+
 let private sizes rhoLo rhoHi =
     gen {
         let! seed = Gen.choose (0, 1_000_000)
