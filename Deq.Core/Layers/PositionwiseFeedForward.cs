@@ -30,9 +30,24 @@ public sealed class PositionwiseFeedForward : nn.Module
     /// <summary>Applies the sublayer to [B, T, d_model] with fixed dropout masks (null: none) for the inner and outer activations.</summary>
     public Tensor Forward(Tensor x, Tensor? innerMask = null, Tensor? outMask = null)
     {
+        // The d_inner activation (4 copies of z at the usual width) is freed as soon as ff2 has read it, and
+        // with grad off the activation, masks and residual run in place.
+        using var scope = torch.NewDisposeScope();
+        bool inPlace = !torch.is_grad_enabled();
         var input = PreLayerNorm ? LayerNorms.Plain(x) : x;
-        var inner = VariationalDropout.Apply(nn.functional.relu(ff1_net.Forward(input)), innerMask);
-        var output = VariationalDropout.Apply(ff2_net.Forward(inner), outMask) + input;
-        return PreLayerNorm ? output : LayerNorms.Plain(output);
+        var hidden = ff1_net.Forward(input);
+        hidden = inPlace ? hidden.relu_() : Replace(hidden, nn.functional.relu(hidden));
+        if (innerMask is not null) hidden = inPlace ? hidden.mul_(innerMask) : Replace(hidden, hidden * innerMask);
+        var output = Replace(hidden, ff2_net.Forward(hidden));
+        if (outMask is not null) output = inPlace ? output.mul_(outMask) : Replace(output, output * outMask);
+        var residual = inPlace ? output.add_(input) : Replace(output, output + input);
+        var result = PreLayerNorm ? residual : Replace(residual, LayerNorms.Plain(residual));
+        return scope.MoveToOuter(result);
+    }
+
+    static Tensor Replace(Tensor old, Tensor next)
+    {
+        if (!ReferenceEquals(old, next)) old.Dispose();
+        return next;
     }
 }

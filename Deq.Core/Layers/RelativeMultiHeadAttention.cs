@@ -67,23 +67,53 @@ public sealed class RelativeMultiHeadAttention : nn.Module
         if (positions.shape[0] != k)
             throw new ArgumentException($"Attention needs {k} relative position embeddings; got {positions.shape[0]}.", nameof(positions));
 
+        // f runs once per solver step: each large temporary (scores are [B, H, T, M+T]) is freed as soon as
+        // the next one exists, not when f returns; with grad off the score arithmetic runs in place.
+        // (Autograd keeps what backward needs on its own, so early disposal changes no graph.)
+        using var scope = torch.NewDisposeScope();
+        bool inPlace = !torch.is_grad_enabled();
         var cat = m == 0 ? z : torch.cat([memory, z], 1);
         if (PreLayerNorm) cat = LayerNorms.Plain(cat);
-        var heads = qkv_net.Forward(cat) + injection;                 // [B, K, 3 H dh]
+        var projected = qkv_net.Forward(cat);
+        var heads = inPlace ? projected.add_(injection) : Replace(projected, projected + injection);   // [B, K, 3 H dh]
         var qkv = heads.chunk(3, -1);
         var q = qkv[0].narrow(1, m, t).reshape(b, t, h, dh);
         var key = qkv[1].reshape(b, k, h, dh);
         var value = qkv[2].reshape(b, k, h, dh);
         var r = r_net.Forward(positions).reshape(k, h, dh);
 
-        var ac = torch.einsum("bihd,bjhd->bhij", q + r_w_bias, key);
-        var bd = RelShift(torch.einsum("bihd,jhd->bhij", q + r_r_bias, r));
-        var scores = (ac + bd) * (1.0 / Math.Sqrt(dh));
-        scores = scores.masked_fill(CausalMask(t, m, z.device), double.NegativeInfinity);
-        var prob = VariationalDropout.Apply(nn.functional.softmax(scores, -1), attnMask);
-        var vec = torch.einsum("bhij,bjhd->bihd", prob, value).reshape(b, t, h * dh);
-        var output = VariationalDropout.Apply(o_net.Forward(vec), outMask);
-        return PreLayerNorm ? output + z : LayerNorms.Plain(output + z);
+        var ac = Scores(q, r_w_bias, qu => torch.einsum("bihd,bjhd->bhij", qu, key));
+        var bd = Scores(q, r_r_bias, qv =>
+        {
+            using var unshifted = torch.einsum("bihd,jhd->bhij", qv, r);
+            return RelShift(unshifted);
+        });
+        key.Dispose();
+        var scores = inPlace ? ac.add_(bd).mul_(1.0 / Math.Sqrt(dh)).masked_fill_(CausalMask(t, m, z.device), double.NegativeInfinity)
+            : Replace(ac, ((ac + bd) * (1.0 / Math.Sqrt(dh))).masked_fill(CausalMask(t, m, z.device), double.NegativeInfinity));
+        bd.Dispose();
+        var prob = Replace(scores, nn.functional.softmax(scores, -1));
+        if (attnMask is not null) prob = inPlace ? prob.mul_(attnMask) : Replace(prob, prob * attnMask);
+        var vec = Replace(prob, torch.einsum("bhij,bjhd->bihd", prob, value).reshape(b, t, h * dh));
+        var output = Replace(vec, o_net.Forward(vec));
+        if (outMask is not null) output = inPlace ? output.mul_(outMask) : Replace(output, output * outMask);
+        var residual = inPlace ? output.add_(z) : Replace(output, output + z);
+        var result = PreLayerNorm ? residual : Replace(residual, LayerNorms.Plain(residual));
+        return scope.MoveToOuter(result);
+    }
+
+    // One score term: (q + bias) through score, with q + bias freed once it has served.
+    static Tensor Scores(Tensor q, Tensor bias, Func<Tensor, Tensor> score)
+    {
+        using var shifted = q + bias;
+        return score(shifted);
+    }
+
+    // next, having freed old (a temporary of this layer that next replaces).
+    static Tensor Replace(Tensor old, Tensor next)
+    {
+        if (!ReferenceEquals(old, next)) old.Dispose();
+        return next;
     }
 
     /// <summary>
@@ -103,8 +133,9 @@ public sealed class RelativeMultiHeadAttention : nn.Module
         var shape = x.shape;
         long t = shape[^2], k = shape[^1];
         var lead = shape[..^2];
-        var padded = nn.functional.pad(x, [1, 0]);                     // [..., T, K+1]
-        var viewed = padded.reshape([.. lead, k + 1, t]);
-        return viewed.narrow(-2, 1, k).reshape(shape);
+        using var padded = nn.functional.pad(x, [1, 0]);               // [..., T, K+1]
+        using var viewed = padded.reshape([.. lead, k + 1, t]);
+        using var narrowed = viewed.narrow(-2, 1, k);
+        return narrowed.reshape(shape);
     }
 }
