@@ -21,7 +21,7 @@ public static class LinearSolve
     public static LinearSolver FixedPoint(Solver solver) => SolverDescriptions.Register<LinearSolver>((vjp, rhs) =>
     {
         using var scope = torch.NewDisposeScope();
-        var r = solver(g => vjp(g).add_(rhs), torch.zeros_like(rhs));
+        var r = solver(g => vjp(g).add_(rhs), InitialGuess.ZerosLike(rhs));
         r.Value.MoveToOuterDisposeScope();
         return r;
     }, $"fixed point by {solver.Describe()}");

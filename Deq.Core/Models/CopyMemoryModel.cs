@@ -65,6 +65,7 @@ public sealed class CopyMemoryModel : nn.Module
         var c = Config.EffectiveModel;
         var cell = core.Bind(VariationalDropout.Locked(embedding.Forward(inputs), c.Dropout, training), null);
         var eq = Equilibrium.Solve(cell.F, cell.Z0, options);
+        cell.Release();   // f's graph at z* exists: backward runs without the injection
         var last = eq.Z.narrow(1, eq.Z.shape[1] - Digits, Digits);
         return new CopyMemoryOutput(classifier.Forward(VariationalDropout.Locked(last, c.Dropout, training)), eq);
     }

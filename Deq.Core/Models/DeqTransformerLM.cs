@@ -52,8 +52,10 @@ public sealed class DeqTransformerLM : nn.Module
     {
         var cell = Bind(tokens, memory);
         var eq = Equilibrium.Solve(cell.F, cell.Z0, options);
+        var next = cell.NextMemory(eq.Z, Config.MemLen);
+        cell.Release();   // f's graph at z* exists: backward runs without the injections
         var hidden = VariationalDropout.Locked(eq.Z, Config.Dropout, training);
-        return new LmOutput<TransformerMemory>(hidden, cell.NextMemory(eq.Z, Config.MemLen), eq);
+        return new LmOutput<TransformerMemory>(hidden, next, eq);
     }
 
     /// <summary>One segment with the schedule's options at a training step (unrolled while pretraining, then implicit).</summary>

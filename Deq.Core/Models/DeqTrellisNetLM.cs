@@ -51,6 +51,7 @@ public sealed class DeqTrellisNetLM : nn.Module
     {
         var cell = Bind(tokens, memory);
         var eq = Equilibrium.Solve(cell.F, cell.Z0, options);
+        cell.Release();   // f's graph at z* exists: backward runs without the injection
         var hidden = VariationalDropout.Locked(trellisnet.Output(eq.Z), Config.Dropout, training);
         return new LmOutput<TrellisMemory>(hidden, cell.NextMemory(eq.Z), eq);
     }

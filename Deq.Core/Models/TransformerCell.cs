@@ -1,4 +1,5 @@
 using Deq.Layers;
+using Deq.Solvers;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -11,17 +12,25 @@ namespace Deq.Models;
 public sealed class TransformerCell
 {
     readonly DeqTransformerLayer _layer;
+    readonly long[] _zShape;
+    bool _released;
 
     internal TransformerCell(DeqTransformerLayer layer, Tensor memoryZ, Tensor memoryInjection, Tensor injection, Tensor positions, TransformerMasks masks)
     {
         _layer = layer;
         MemoryZ = memoryZ;
         MemoryInjection = memoryInjection;
-        Injection = injection;
         Positions = positions;
         Masks = masks;
-        AllInjection = memoryZ.shape[1] == 0 ? injection : torch.cat([memoryInjection, injection], 1);
-        F = z => _layer.Forward(z, MemoryZ, AllInjection, Positions, Masks);
+        long m = memoryZ.shape[1];
+        AllInjection = m == 0 ? injection : torch.cat([memoryInjection, injection], 1);
+        // With memory, this segment's injection is a view of the concatenation, so it is held once, not twice.
+        _zShape = [injection.shape[0], injection.shape[1], memoryZ.shape[2]];
+        Injection = m == 0 ? injection : AllInjection.narrow(1, m, injection.shape[1]);
+        if (m > 0) injection.Dispose();
+        F = z => _released
+            ? throw new InvalidOperationException("TransformerCell: f was called after Release(), which freed its injection; release the cell only once f is no longer needed (after the solve, NextMemory and every adjoint that calls f).")
+            : _layer.Forward(z, MemoryZ, AllInjection, Positions, Masks);
     }
 
     /// <summary>Memory states [B, M, d].</summary>
@@ -38,8 +47,21 @@ public sealed class TransformerCell
     public TransformerMasks Masks { get; }
     /// <summary>z -> f(z; x), z shaped [B, T, d].</summary>
     public Func<Tensor, Tensor> F { get; }
-    /// <summary>The initial guess: zeros [B, T, d].</summary>
-    public Tensor Z0 => torch.zeros(Injection.shape[0], Injection.shape[1], MemoryZ.shape[2], dtype: Injection.dtype, device: Injection.device);
+    /// <summary>The initial guess: zeros [B, T, d] that hold no memory (<see cref="InitialGuess.Zeros"/>).</summary>
+    public Tensor Z0 => InitialGuess.Zeros(_zShape, MemoryZ.dtype, MemoryZ.device);
+
+    /// <summary>
+    /// Frees the injections (three copies of z for this segment, more with memory) once the equilibrium is solved
+    /// and <see cref="NextMemory"/> taken: the graph of f at z* does not need them, so backward runs without them.
+    /// f cannot be called afterwards, so an adjoint that calls f during backward (none of the shipped ones does)
+    /// must not be combined with it.
+    /// </summary>
+    public void Release()
+    {
+        _released = true;
+        Injection.Dispose();
+        AllInjection.Dispose();
+    }
 
     /// <summary>
     /// The memory for the next segment: the last <paramref name="memLen"/> positions of [memory; z*]
@@ -47,6 +69,7 @@ public sealed class TransformerCell
     /// </summary>
     public TransformerMemory NextMemory(Tensor zStar, long memLen)
     {
+        if (_released) throw new InvalidOperationException("TransformerCell: NextMemory was called after Release(), which freed the injections it keeps; take the memory first.");
         using var _ = torch.no_grad();
         var z = MemoryZ.shape[1] == 0 ? zStar.detach() : torch.cat([MemoryZ, zStar.detach()], 1);
         var u = AllInjection.detach();

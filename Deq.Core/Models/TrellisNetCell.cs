@@ -1,4 +1,5 @@
 using Deq.Layers;
+using Deq.Solvers;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,6 +16,8 @@ public sealed class TrellisNetCell
     readonly CausalConv1d _conv;
     readonly Tensor? _weightDrop;
     readonly long _hs;
+    readonly long[] _zShape;
+    bool _released;
 
     internal TrellisNetCell(CausalConv1d conv, Tensor? weightDrop, Tensor embedded, Tensor injection, Tensor memoryZ, Tensor memoryX, Tensor? hiddenMask, long hSize)
     {
@@ -27,6 +30,7 @@ public sealed class TrellisNetCell
         long k = conv.KernelSize;
         LeftH = memoryZ.narrow(1, memoryZ.shape[1] - (k - 1), k - 1).narrow(2, 0, hSize);
         LastC = memoryZ.narrow(1, memoryZ.shape[1] - 1, 1).narrow(2, hSize, hSize);
+        _zShape = [injection.shape[0], injection.shape[1], 2 * hSize];
         F = Apply;
     }
 
@@ -46,11 +50,24 @@ public sealed class TrellisNetCell
     public Tensor LastC { get; }
     /// <summary>z -> f(z; x).</summary>
     public Func<Tensor, Tensor> F { get; }
-    /// <summary>The initial guess: zeros [B, T, 2 h_size].</summary>
-    public Tensor Z0 => torch.zeros(Injection.shape[0], Injection.shape[1], 2 * _hs, dtype: Injection.dtype, device: Injection.device);
+    /// <summary>The initial guess: zeros [B, T, 2 h_size] that hold no memory (<see cref="InitialGuess.Zeros"/>).</summary>
+    public Tensor Z0 => InitialGuess.Zeros(_zShape, Embedded.dtype, Embedded.device);
+
+    /// <summary>
+    /// Frees the injection (two copies of z) once the equilibrium is solved: the graph of f at z* does not need
+    /// it, so backward runs without it. f cannot be called afterwards, so an adjoint that calls f during
+    /// backward (none of the shipped ones does) must not be combined with it.
+    /// </summary>
+    public void Release()
+    {
+        _released = true;
+        Injection.Dispose();
+    }
 
     Tensor Apply(Tensor z)
     {
+        if (_released)
+            throw new InvalidOperationException("TrellisNetCell: f was called after Release(), which freed its injection; release the cell only once f is no longer needed (after the solve and every adjoint that calls f).");
         var h = z.narrow(2, 0, _hs);
         var c = z.narrow(2, _hs, _hs);
         var conv = _conv.Forward(VariationalDropout.Apply(h, HiddenMask), VariationalDropout.Apply(LeftH, HiddenMask), _weightDrop is null ? null : _conv.Weight(_weightDrop));

@@ -64,8 +64,9 @@ public sealed record MemoryLedger(long StateBytes, long ParameterBytes, long Gra
     /// <param name="loss">z* -> a scalar loss.</param>
     /// <param name="module">The parameters, for the static rows (null: those rows are 0).</param>
     /// <param name="optimizerSlots">Optimizer tensors per parameter (Adam 2, SGD with momentum 1, plain SGD 0).</param>
+    /// <param name="afterSolve">Runs once the equilibrium is solved, before the graph is measured: free there what backward does not need, as the model does (the models' cells: <c>Release</c>).</param>
     public static MemoryLedger Measure(Func<Tensor, Tensor> f, Tensor z0, EquilibriumOptions? options, Func<Tensor, Tensor> loss,
-        nn.Module? module = null, int optimizerSlots = 2)
+        nn.Module? module = null, int optimizerSlots = 2, Action? afterSolve = null)
     {
         if (z0.device_type != DeviceType.CPU)
             throw new InvalidOperationException($"MemoryLedger.Measure: z0 is on {z0.device}; the ledger measures CPU resident memory, and on CUDA " +
@@ -85,6 +86,7 @@ public sealed record MemoryLedger(long StateBytes, long ParameterBytes, long Gra
             return r;
         };
         var eq = Equilibrium.Solve(f, z0, o with { Forward = measured });
+        afterSolve?.Invoke();
         long graph = Rss() - start;
         ResetPeak();
         Equilibrium.Backward(loss(eq.Z));

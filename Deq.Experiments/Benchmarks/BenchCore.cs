@@ -64,10 +64,10 @@ public sealed class BenchCore : IDisposable
         if (_trellis is not null)
         {
             var cell = _trellis.Bind(Input, null);
-            return new BoundCore(cell.F, cell.Z0);
+            return new BoundCore(cell.F, cell.Z0, cell.Release);
         }
         var t = _transformer!.Bind(Input, null);
-        return new BoundCore(t.F, t.Z0);
+        return new BoundCore(t.F, t.Z0, t.Release);
     }
 
     /// <summary>Releases the module and the input.</summary>
@@ -81,4 +81,9 @@ public sealed class BenchCore : IDisposable
 /// <summary>f bound to the benchmark input, and its initial guess.</summary>
 /// <param name="F">z -> f(z; x).</param>
 /// <param name="Z0">Zeros shaped like z.</param>
-public sealed record BoundCore(Func<Tensor, Tensor> F, Tensor Z0);
+/// <param name="Release">Frees the injection once the equilibrium is solved, as the models do (f cannot be called after it); null when there is nothing to free.</param>
+public sealed record BoundCore(Func<Tensor, Tensor> F, Tensor Z0, Action? Release = null)
+{
+    /// <summary>Calls <see cref="Release"/> if there is one.</summary>
+    public void ReleaseInjection() => Release?.Invoke();
+}

@@ -152,6 +152,7 @@ public static class MemoryTargets
                 var clock = Stopwatch.StartNew();
                 var bound = core.Bind();
                 var eq = Equilibrium.Solve(bound.F, bound.Z0, o with { OnBackward = r => report = r });
+                bound.ReleaseInjection();
                 Equilibrium.Backward(eq.Z.square().mean());
                 var seconds = clock.Elapsed.TotalSeconds;
                 if (i > 0) runs.Add((seconds, eq.Forward.RelLowest, report?.Result.RelLowest ?? double.NaN, eq.Forward.Steps, report?.Result.Steps ?? 0));
