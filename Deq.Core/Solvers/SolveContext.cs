@@ -87,7 +87,16 @@ public sealed class SolveContext : IDisposable
     {
         foreach (var t in new[] { done.Z, done.Fz })
             if (!ReferenceEquals(t, z) && !t.IsInvalid) t.Dispose();
+        if (done.Z is not null && Step == 1) ReleaseStart();
         return Evaluate(z);
+    }
+
+    /// <summary>z0, when the caller handed it over (a fallback's start): freed once the first iterate is done with.</summary>
+    internal Tensor? OwnedStart { get; init; }
+
+    internal void ReleaseStart()
+    {
+        if (OwnedStart is { IsInvalid: false } start) start.Dispose();
     }
 
     /// <summary>Takes <paramref name="t"/> out of the step's scope as solver state; the driver frees it when the solve ends.</summary>

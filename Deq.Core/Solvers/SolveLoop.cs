@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -6,11 +7,43 @@ namespace Deq.Solvers;
 /// <summary>The one driver loop every solver runs in: evaluate f(z0), then Init, then Step until the ledger says stop.</summary>
 internal static class SolveLoop
 {
+    static readonly ConditionalWeakTable<Solver, object> Loops = new();
+    [ThreadStatic] static Tensor? _handedOver;
+
+    /// <summary>Marks <paramref name="solver"/> as one that runs this loop directly on the z0 it is given.</summary>
+    public static Solver Mark(Solver solver)
+    {
+        Loops.AddOrUpdate(solver, Loops);
+        return solver;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="solver"/> from <paramref name="z0"/>, a tensor the caller frees right after: when the
+    /// solver runs this loop directly, the loop frees z0's handle as soon as its own first iterate goes, so a
+    /// fallback does not hold its start (one copy of z) through the whole solve. Any other solver just runs.
+    /// </summary>
+    public static SolverResult RunHandingOver(Solver solver, Func<Tensor, Tensor> f, Tensor z0)
+    {
+        if (!Loops.TryGetValue(solver, out _)) return solver(f, z0);
+        _handedOver = z0;
+        try
+        {
+            return solver(f, z0);
+        }
+        finally
+        {
+            _handedOver = null;
+        }
+    }
+
     public static SolverResult Run<TState>(SolverMethod<TState> method, SolverOptions o, Func<Tensor, Tensor> f, Tensor z0)
     {
+        // A handed-over start belongs to this solve only (taken here, so solves nested inside f do not see it).
+        bool ownsZ0 = ReferenceEquals(_handedOver, z0);
+        _handedOver = null;
         // The observer belongs to this solve only: solves nested inside f do not report to it.
         var observer = SolveObserver.Take();
-        using var ctx = new SolveContext(method.Name, f, z0, o);
+        using var ctx = new SolveContext(method.Name, f, z0, o) { OwnedStart = ownsZ0 ? z0 : null };
         using var ledger = SolveLedger.For(o, ctx.Batch, z0);
         Tensor? best;
         using (torch.no_grad())
@@ -37,6 +70,7 @@ internal static class SolveLoop
                 {
                     using var step = torch.NewDisposeScope();
                     current = Adopt(method.Step(ctx, state!, current), current);
+                    ctx.ReleaseStart();   // the first iterate has gone and the ledger holds its own best
                     go = Record(ctx, ledger, current, observer) && ctx.Stopped is null;
                     current = current with { Residual = null };      // it goes with the step's scope
                 }

@@ -55,7 +55,7 @@ public static class SolverCombinators
     {
         var a = first(f, z0);
         if (a.Converged || a.Status == SolverStatus.BudgetExhausted) return a;
-        var b = fallback(f, a.Value);
+        var b = SolveLoop.RunHandingOver(fallback, f, a.Value);   // the fallback may free a's value once it has started
         a.Value.Dispose();
         return b with
         {

@@ -26,7 +26,7 @@ public sealed record SolverMethod<TState>(
     {
         var o = (options ?? SolverOptions.Default).Validate();
         Solver solver = (f, z0) => SolveLoop.Run(this, o, f, z0);
-        return SolverDescriptions.Register(solver, $"{Name}({SolverDescriptions.Limits(o)})");
+        return SolverDescriptions.Register(SolveLoop.Mark(solver), $"{Name}({SolverDescriptions.Limits(o)})");
     }
 }
 

@@ -1,0 +1,104 @@
+/// The memory savings of issue 11 change no values: f's in-place path without grad, the zero initial guess
+/// that holds no memory, a cell's Release, and a fallback that frees its start.
+module Deq.Tests.Models.LeanMemoryTests
+
+open System
+open Expecto
+open TorchSharp
+
+open Deq.Solvers
+open Deq.Implicit
+open Deq.Models
+open Deq.FSharp
+open Deq.Tests.Support.Generators
+open Deq.Tests.Models.ModelFixtures
+
+/// f(z) with grad on (out of place, as backward needs) and off (in place), in training mode with every dropout mask set.
+let private bothPaths (f: Tensor -> Tensor) (z: Tensor) =
+    let withGrad = (f (z.detach().requires_grad_(true))).detach()
+    use _ = torch.no_grad()
+    withGrad, f z
+
+[<Tests>]
+let tests =
+    testList "lean memory changes no values" [
+        test "DEQ-Transformer f: the in-place path without grad equals the graph-building one (memory, dropout everywhere)" {
+            use scope = torch.NewDisposeScope()
+            use m = transformer 21 (Tiny.Transformer(dropout = 0.2, dropAtt = 0.2))
+            m.train()
+            let memory = Some (DeqTransformerLM.forward m (tokens 22 2 5 20) None (tight (Adjoint.Unrolled 3))).Memory
+            let cell = DeqTransformerLM.bind m (tokens 23 2 5 20) memory
+            Expect.isNotNull cell.Masks.AttentionProbs "the attention-probability mask is set"
+            let withGrad, inPlace = bothPaths (TransformerCell.f cell) (randn 24 [| 2L; 5L; 8L |])
+            Expect.isLessThan (maxAbsDiff withGrad inPlace) 1e-15 "same values"
+        }
+
+        test "DEQ-TrellisNet f: the in-place path without grad equals the graph-building one (dropout on h and the weights)" {
+            use scope = torch.NewDisposeScope()
+            use m = trellis 25 (Tiny.Trellis(dropoutH = 0.2, weightDrop = 0.2))
+            m.train()
+            let cell = DeqTrellisNetLM.bind m (tokens 26 2 5 20) None
+            let withGrad, inPlace = bothPaths (TrellisNetCell.f cell) (randn 27 [| 2L; 5L; 20L |])
+            Expect.isLessThan (maxAbsDiff withGrad inPlace) 1e-15 "same values"
+        }
+
+        test "InitialGuess.Zeros holds one element, refuses writes, and solves and differentiates exactly as zeros do" {
+            use scope = torch.NewDisposeScope()
+            let shape = [| 3L; 4L; 5L |]
+            let z0 = InitialGuess.Zeros(shape, ScalarType.Float64, torch.CPU)
+            Expect.sequenceEqual z0.shape shape "shape"
+            Expect.sequenceEqual (z0.stride()) [| 0L; 0L; 0L |] "a broadcast of one element"
+            Expect.throws (fun () -> z0.add_(torch.ones(shape, dtype = ScalarType.Float64)) |> ignore) "an elementwise in-place write is refused"
+            let run (start: Tensor) =
+                use w = randn 28 [| 5L; 5L |]
+                let w = (w * 0.2).requires_grad_(true)
+                use x = randn 29 shape
+                let f (z: Tensor) = torch.tanh(torch.matmul(z, w) + x)
+                let eq = Equilibrium.Solve(Func<_, _>(f), start, EquilibriumOptions())
+                Equilibrium.Backward(eq.Z.square().sum())
+                eq.Z.detach().clone(), (gradOf w).clone(), eq.Forward.Steps
+            let zA, gA, sA = run z0
+            let zB, gB, sB = run (torch.zeros(shape, dtype = ScalarType.Float64))
+            Expect.equal sA sB "steps"
+            Expect.equal (maxAbsDiff zA zB) 0.0 "z*"
+            Expect.equal (maxAbsDiff gA gB) 0.0 "gradient"
+        }
+
+        test "a cell's Release frees its injection; f and NextMemory then refuse in one line" {
+            use scope = torch.NewDisposeScope()
+            use mt = transformer 30 tinyTransformerConfig
+            let tc = DeqTransformerLM.bind mt (tokens 31 2 5 20) None
+            let injection = tc.Injection
+            tc.Release()
+            Expect.isTrue injection.IsInvalid "the Transformer's injection is freed"
+            let e = Expect.throwsC (fun () -> TransformerCell.f tc (randn 32 [| 2L; 5L; 8L |]) |> ignore) id
+            Expect.stringContains e.Message "after Release()" "f names the cause"
+            let e = Expect.throwsC (fun () -> tc.NextMemory(randn 33 [| 2L; 5L; 8L |], 5L) |> ignore) id
+            Expect.stringContains e.Message "take the memory first" "NextMemory names the fix"
+            use mn = trellis 34 tinyTrellisConfig
+            let nc = DeqTrellisNetLM.bind mn (tokens 35 2 5 20) None
+            nc.Release()
+            let e = Expect.throwsC (fun () -> TrellisNetCell.f nc (randn 36 [| 2L; 5L; 20L |]) |> ignore) id
+            Expect.stringContains e.Message "after Release()" "TrellisNet f names the cause"
+        }
+
+        test "a fallback frees the start it is handed once it has started, with the same result; a wrapped solver keeps it" {
+            use scope = torch.NewDisposeScope()
+            use w = randn 37 [| 6L; 6L |]
+            let w = w * 0.3
+            use x = randn 38 [| 4L; 6L |]
+            let f = Func<Tensor, Tensor>(fun z -> torch.tanh(torch.matmul(z, w) + x))
+            let anderson = Anderson.Create(SolverOptions(MaxIter = 20, Tol = 1e-10))
+            let start = randn 39 [| 4L; 6L |]
+            let expected = (anderson.Invoke(f, start.clone())).Value
+            let handed = start.clone()
+            let r = Deq.Solvers.SolveLoop.RunHandingOver(anderson, f, handed)
+            Expect.isTrue handed.IsInvalid "the handed-over start is freed"
+            Expect.equal (maxAbsDiff r.Value expected) 0.0 "same iterate"
+            let kept = start.clone()
+            let observed = anderson.Observed(Action<SolverStep>(ignore))
+            let r2 = Deq.Solvers.SolveLoop.RunHandingOver(observed, f, kept)
+            Expect.isFalse kept.IsInvalid "a solver that is not the loop itself does not take the start"
+            Expect.equal (maxAbsDiff r2.Value expected) 0.0 "same iterate through the wrapper"
+        }
+    ]
