@@ -46,6 +46,21 @@ public sealed class CausalConv1d : nn.Module
     }
 
     /// <summary>
+    /// <see cref="Forward"/> in the convolution's own layout: <paramref name="x"/> [B, in, T] and <paramref name="left"/>
+    /// [B, in, k-1] (views of any strides); returns [B, out, T], contiguous. No transposed copies either way.
+    /// </summary>
+    public Tensor ForwardChannelsFirst(Tensor x, Tensor left, Tensor? weightOverride = null)
+    {
+        if (x.dim() != 3 || x.shape[1] != InChannels)
+            throw new ArgumentException($"CausalConv1d expects [B, {InChannels}, T] channels first; got [{string.Join(", ", x.shape)}].", nameof(x));
+        if (!left.shape.SequenceEqual(new[] { x.shape[0], InChannels, KernelSize - 1 }))
+            throw new ArgumentException($"CausalConv1d left context must be [{x.shape[0]}, {InChannels}, {KernelSize - 1}] channels first; got [{string.Join(", ", left.shape)}].", nameof(left));
+        using var scope = torch.NewDisposeScope();
+        var padded = KernelSize == 1 ? x : torch.cat([left, x], 2);
+        return scope.MoveToOuter(nn.functional.conv1d(padded, weightOverride ?? Weight(), bias));
+    }
+
+    /// <summary>
     /// Convolves [left; x] with <paramref name="left"/> [B, k-1, in] and <paramref name="x"/> [B, T, in];
     /// returns [B, T, out]. <paramref name="weightOverride"/> replaces <see cref="Weight"/> (e.g. to reuse one per forward pass).
     /// </summary>

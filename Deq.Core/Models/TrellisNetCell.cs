@@ -68,31 +68,39 @@ public sealed class TrellisNetCell
     {
         if (_released)
             throw new InvalidOperationException("TrellisNetCell: f was called after Release(), which freed its injection; release the cell only once f is no longer needed (after the solve and every adjoint that calls f).");
-        var h = z.narrow(2, 0, _hs);
-        var c = z.narrow(2, _hs, _hs);
-        var conv = _conv.Forward(VariationalDropout.Apply(h, HiddenMask), VariationalDropout.Apply(LeftH, HiddenMask), _weightDrop is null ? null : _conv.Weight(_weightDrop));
-        var cPrev = torch.cat([LastC, c.narrow(1, 0, c.shape[1] - 1)], 1);
-        return torch.is_grad_enabled() ? Gate(Injection + conv, cPrev) : GateInPlace(conv, cPrev);
+        // Channels first, the layout the convolution computes in: the gates are contiguous channel blocks of its
+        // output, so in backward their gradients join straight into the [B, 4h, T] layout the convolution's
+        // backward reads (in [B, T, C] they needed a transposed copy, 2 copies of z), and its input needs no copy
+        // either. The same operations on the same values; only the memory layout differs.
+        var zc = z.transpose(1, 2);                                            // [B, 2h, T]
+        var (h, c) = (zc.narrow(1, 0, _hs), zc.narrow(1, _hs, _hs));
+        var mask = HiddenMask?.transpose(1, 2);
+        var conv = _conv.ForwardChannelsFirst(VariationalDropout.Apply(h, mask), VariationalDropout.Apply(LeftH.transpose(1, 2), mask),
+            _weightDrop is null ? null : _conv.Weight(_weightDrop));         // [B, 4h, T]
+        var cPrev = torch.cat([LastC.transpose(1, 2), c.narrow(2, 0, c.shape[2] - 1)], 2);
+        var injection = Injection.transpose(1, 2);
+        var (hNew, cNew) = torch.is_grad_enabled() ? Gate(injection + conv, cPrev) : GateInPlace(conv.add_(injection), cPrev);
+        return torch.cat([hNew.transpose(1, 2), cNew.transpose(1, 2)], 2);  // [B, T, 2h]
     }
 
-    // TrellisNet's LSTM activation on the pre-activations [i, o, g, f] (the reference's order).
-    Tensor Gate(Tensor pre, Tensor cPrev)
+    // TrellisNet's LSTM activation on the pre-activations [i, o, g, f] (the reference's order), channels first.
+    static (Tensor H, Tensor C) Gate(Tensor pre, Tensor cPrev)
     {
-        var gates = pre.chunk(4, -1);
+        var gates = pre.chunk(4, 1);
         var cNew = torch.sigmoid(gates[3]) * cPrev + torch.sigmoid(gates[0]) * torch.tanh(gates[2]);
         var hNew = torch.sigmoid(gates[1]) * torch.tanh(cNew);
-        return torch.cat([hNew, cNew], -1);
+        return (hNew, cNew);
     }
 
     // The same without gradients, in place in the convolution's output: a solver step then holds about
     // 2 copies of z of temporaries inside f instead of 5 (the same values to float round-off: none).
-    Tensor GateInPlace(Tensor conv, Tensor cPrev)
+    static (Tensor H, Tensor C) GateInPlace(Tensor pre, Tensor cPrev)
     {
-        var gates = conv.add_(Injection).chunk(4, -1);
+        var gates = pre.chunk(4, 1);
         gates[0].sigmoid_(); gates[1].sigmoid_(); gates[2].tanh_(); gates[3].sigmoid_();
         var cNew = cPrev.mul_(gates[3]).addcmul_(gates[0], gates[2], 1);
         var hNew = gates[1].mul_(cNew.tanh());
-        return torch.cat([hNew, cNew], -1);
+        return (hNew, cNew);
     }
 
     /// <summary>The state for the next segment: the last states and inputs of [memory; segment], detached.</summary>

@@ -61,12 +61,14 @@ public sealed class SolveContext : IDisposable
         if (budget is not null && !budget.TryCharge()) throw new EvaluationBudgetExhausted(budget.Limit);
         Evaluations++;
         Tensor fz;
+        bool ownOutput;
         // f's intermediate tensors go as soon as it returns (with grad off nothing else needs them), so a
         // step holds f's output, not its every temporary, until the step's scope ends.
         using (var inner = torch.NewDisposeScope())
         {
             fz = _f(IsFlat ? z : z.reshape(Shape));
-            if (inner.Contains(fz)) inner.MoveToOuter(fz);
+            ownOutput = inner.Contains(fz);
+            if (ownOutput) inner.MoveToOuter(fz);
         }
         if (!fz.shape.SequenceEqual(Shape))
             throw new InvalidOperationException($"{Name}: f changed the shape: z has [{string.Join(", ", Shape)}], f(z) has [{string.Join(", ", fz.shape)}]. A fixed-point map must return its input's shape.");
@@ -75,7 +77,12 @@ public sealed class SolveContext : IDisposable
         var device = fz.device;
         if (device.type != _device.type || device.index != _device.index)
             throw new InvalidOperationException($"{Name}: f returned a tensor on {device}, but z0 is on {_device}. Move z0 or f's parameters to one device.");
-        return IsFlat ? fz : fz.reshape(Batch, Width);
+        if (IsFlat) return fz;
+        // A strided f(z) (a transposed layout) is copied by the reshape: free the original at once, or the step
+        // would hold f(z) twice. (Only an output f made itself: one it returned from elsewhere is not ours.)
+        var flat = fz.reshape(Batch, Width);
+        if (ownOutput) fz.Dispose();
+        return flat;
     }
 
     /// <summary>

@@ -42,6 +42,33 @@ let tests =
             Expect.isLessThan (maxAbsDiff withGrad inPlace) 1e-15 "same values"
         }
 
+        test "DEQ-TrellisNet f channels first equals the [B, T, C] formulation exactly, values and vector-Jacobian products" {
+            use scope = torch.NewDisposeScope()
+            use m = trellis 40 (Tiny.Trellis(dropoutH = 0.2))
+            m.train()
+            let memory = Some (DeqTrellisNetLM.forward m (tokens 41 2 5 20) None (tight (Adjoint.Unrolled 3))).Memory
+            let cell = DeqTrellisNetLM.bind m (tokens 42 2 5 20) memory
+            let hs = cell.LeftH.shape[2]
+            let mask (t: Tensor) = match Option.ofObj cell.HiddenMask with Some k -> t * k | None -> t
+            // The formulation before the layout change, on the same parameters, injection and carried states.
+            let reference (z: Tensor) =
+                let h, c = z.narrow(2L, 0L, hs), z.narrow(2L, hs, hs)
+                let conv = m.trellisnet.full_conv.Forward(mask h, mask cell.LeftH)
+                let cPrev = torch.cat([| cell.LastC; c.narrow(1L, 0L, c.shape[1] - 1L) |], 1L)
+                let gates = (cell.Injection + conv).chunk(4L, -1L)
+                let cNew = torch.sigmoid(gates[3]) * cPrev + torch.sigmoid(gates[0]) * torch.tanh(gates[2])
+                torch.cat([| torch.sigmoid(gates[1]) * torch.tanh(cNew); cNew |], -1L)
+            let z = (randn 43 [| 2L; 5L; 20L |]).requires_grad_(true)
+            let g = randn 44 [| 2L; 5L; 20L |]
+            let vjp (f: Tensor -> Tensor) =
+                let out = f z
+                out.detach().clone(), torch.autograd.grad([| out |], [| z |], [| g |]).[0]
+            let fNew, jNew = vjp (TrellisNetCell.f cell)
+            let fOld, jOld = vjp reference
+            Expect.equal (maxAbsDiff fNew fOld) 0.0 "f"
+            Expect.equal (maxAbsDiff jNew jOld) 0.0 "J^T g"
+        }
+
         test "InitialGuess.Zeros holds one element, refuses writes, and solves and differentiates exactly as zeros do" {
             use scope = torch.NewDisposeScope()
             let shape = [| 3L; 4L; 5L |]
