@@ -149,7 +149,7 @@ public static class TrainingMemory
         Settle();
         using var scope = torch.NewDisposeScope();
         var bound = core.Bind();
-        return MemoryLedger.Measure(bound.F, bound.Z0, OptionsOf(config), z => z.square().mean(), core.Module, afterSolve: bound.ReleaseInjection);
+        return MemoryLedger.Measure(bound.F, bound.Z0, OptionsOf(config), Loss, core.Module, afterSolve: bound.ReleaseInjection);
     }
 
     /// <summary>The equilibrium options the probe uses for a DEQ step: the configured solver pair, every step taken.</summary>
@@ -178,8 +178,18 @@ public static class TrainingMemory
         var bound = core.Bind();
         var eq = Equilibrium.Solve(bound.F, bound.Z0, options);
         bound.ReleaseInjection();
-        Equilibrium.Backward(eq.Z.square().mean());
+        Equilibrium.Backward(Loss(eq.Z));
         return (eq.Forward.Steps, backward?.Result.Steps ?? 0, eq.Forward.RelLowest);
+    }
+
+    /// <summary>
+    /// The probe's stand-in loss, mean(z*^2), with its square freed at once: backward needs only z* for it, so
+    /// the probe's own loss holds no copy of z through backward (a model's loss is its own business).
+    /// </summary>
+    public static Tensor Loss(Tensor zStar)
+    {
+        using var scope = torch.NewDisposeScope();
+        return scope.MoveToOuter(zStar.square().mean());
     }
 
     // .NET compiles a hot method again, optimised, once it has run about 30 times (tiered compilation), on a
