@@ -19,7 +19,8 @@ public static class TrainingMemory
 {
     /// <summary>The CPU method, as the measurements state it.</summary>
     public const string CpuMethod =
-        "CPU peak resident set size of a fresh single-threaded process: build the core and input, one warm-up step (1 iteration), GC, " +
+        "CPU peak resident set size of a fresh single-threaded process: the same code paths run on a small core for a second first (so .NET's tiered JIT is done), " +
+        "then build the core and input, one warm-up step (1 iteration), GC, " +
         "reset the peak (write 5 to /proc/self/clear_refs), one measured step; result = VmHWM after - VmRSS before; " +
         "the child's allocator is what any user's process gets (no MALLOC_* variable set by the benchmark; Deq.Native.FreedMemory applies itself)";
 
