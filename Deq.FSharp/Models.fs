@@ -42,6 +42,9 @@ module TransformerCell =
         let f = cell.F
         f.Invoke
 
+    /// Frees the injections once z* is solved and the next memory taken (f and NextMemory refuse to run afterwards).
+    let release (cell: TransformerCell) : unit = cell.Release()
+
 /// A bound DEQ-TrellisNet cell.
 [<RequireQualifiedAccess>]
 module TrellisNetCell =
@@ -49,6 +52,9 @@ module TrellisNetCell =
     let f (cell: TrellisNetCell) : torch.Tensor -> torch.Tensor =
         let f = cell.F
         f.Invoke
+
+    /// Frees the injection once z* is solved (f refuses to run afterwards).
+    let release (cell: TrellisNetCell) : unit = cell.Release()
 
 /// A registry language model as training sees it, from F#.
 [<RequireQualifiedAccess>]

@@ -104,7 +104,7 @@ let tests =
             Expect.stringContains e.Message "take the memory first" "NextMemory names the fix"
             use mn = trellis 34 tinyTrellisConfig
             let nc = DeqTrellisNetLM.bind mn (tokens 35 2 5 20) None
-            nc.Release()
+            TrellisNetCell.release nc
             let e = Expect.throwsC (fun () -> TrellisNetCell.f nc (randn 36 [| 2L; 5L; 20L |]) |> ignore) id
             Expect.stringContains e.Message "after Release()" "TrellisNet f names the cause"
         }
