@@ -14,6 +14,7 @@ internal sealed class HostLedger : SolveLedger
     double[] _lowest = null!, _start = null!, _cap = null!, _growthCap = null!;
     int[] _bestStep = null!, _failedAt = null!;
     Tensor? _best, _improved;   // [batch, width], and [batch, 1] bool written by the host
+    bool _bestIsIterate;        // _best is a handle on an iterate, not a tensor of its own
 
     public HostLedger(SolverOptions options, long batch) : base(options, batch) { }
 
@@ -47,12 +48,19 @@ internal sealed class HostLedger : SolveLedger
             if (!(ok || _lowest[i] <= _o.Tol)) (_lowest[i], _failedAt[i]) = (double.NegativeInfinity, step);
             done &= _lowest[i] <= _o.Tol;
         }
-        if (improvedCount == _batch) _best!.copy_(it.Z);
+        if (improvedCount == _batch)
+        {
+            // Every element improved: keep a second handle on the iterate instead of copying it. Iterates are new
+            // tensors that nothing writes into, so its storage simply outlives the driver's handle (the same memory
+            // as a copy, one op less a step); TakeBest copies it once, so the result never aliases an iterate.
+            _best!.Dispose();
+            (_best, _bestIsIterate) = (it.Z.detach().DetachFromDisposeScope(), true);
+        }
         else if (improvedCount > 0)
         {
             var mixed = torch.where(_improved, it.Z, _best!).DetachFromDisposeScope();
             _best!.Dispose();
-            _best = mixed;
+            (_best, _bestIsIterate) = (mixed, false);
         }
 
         if (!check) return true;
@@ -93,7 +101,10 @@ internal sealed class HostLedger : SolveLedger
     {
         var best = _best;
         _best = null;
-        return best;
+        if (best is null || !_bestIsIterate) return best;
+        var own = best.clone().DetachFromDisposeScope();
+        best.Dispose();
+        return own;
     }
 
     public override LedgerSnapshot Snapshot(int steps)
