@@ -196,8 +196,8 @@ public static class TrainingMemory
     // .NET compiles a hot method again, optimised, once it has run about 30 times (tiered compilation), on a
     // background thread: inside the measured step that compiler's memory would count as the step's, and more
     // of it the more steps N the step takes (measured: +2.6 MiB from N = 5 to N = 100 at h 256). So a small
-    // core runs the same code paths (40 steps forward and back) for at least a second, and the compiler gets
-    // time to finish, before anything is measured. The code is what it is at any size; the sizes are not.
+    // core runs the same code paths (40 steps forward and back) for at least a second, and the compiler
+    // finishes, before anything is measured. The code is what it is at any size; the sizes are not.
     static void WarmUpCode(MemoryProbeConfig c)
     {
         using var small = BenchCore.Create(c.Family, 32, 8, 2, torch.CPU, c.Seed);
@@ -205,7 +205,16 @@ public static class TrainingMemory
         var warm = c with { Width = 32, SeqLen = 8, Batch = 2, Iterations = 40, BackwardIterations = 40 };
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < 3 || clock.Elapsed < TimeSpan.FromSeconds(1); i++) Step(small, warm);
-        Thread.Sleep(500);
+        // The optimising compiles run on a background thread, slower on a loaded machine: wait until the count of
+        // compiled methods has stood still for half a second (at most 20 s).
+        long compiled = System.Runtime.JitInfo.GetCompiledMethodCount();
+        for (int still = 0, waited = 0; still < 5 && waited < 200; waited++)
+        {
+            Thread.Sleep(100);
+            long now = System.Runtime.JitInfo.GetCompiledMethodCount();
+            still = now == compiled ? still + 1 : 0;
+            compiled = now;
+        }
     }
 
     static void Settle()
