@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using static Deq.Layers.Temporaries;
 
 namespace Deq.Layers;
 
@@ -43,11 +44,5 @@ public sealed class PositionwiseFeedForward : nn.Module
         var residual = inPlace ? output.add_(input) : Replace(output, output + input);
         var result = PreLayerNorm ? residual : Replace(residual, LayerNorms.Plain(residual));
         return scope.MoveToOuter(result);
-    }
-
-    static Tensor Replace(Tensor old, Tensor next)
-    {
-        if (!ReferenceEquals(old, next)) old.Dispose();
-        return next;
     }
 }

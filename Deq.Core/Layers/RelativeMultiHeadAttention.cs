@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using static Deq.Layers.Temporaries;
 
 namespace Deq.Layers;
 
@@ -107,13 +108,6 @@ public sealed class RelativeMultiHeadAttention : nn.Module
     {
         using var shifted = q + bias;
         return score(shifted);
-    }
-
-    // next, having freed old (a temporary of this layer that next replaces).
-    static Tensor Replace(Tensor old, Tensor next)
-    {
-        if (!ReferenceEquals(old, next)) old.Dispose();
-        return next;
     }
 
     /// <summary>
