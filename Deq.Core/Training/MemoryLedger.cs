@@ -118,6 +118,7 @@ public sealed record MemoryLedger(long StateBytes, long ParameterBytes, long Gra
             GC.Collect();
             GC.WaitForPendingFinalizers();
         }
+        Deq.Native.FreedMemory.Trim();   // the step's heap allocations then show, not reuse of freed heap
         return Rss();
     }
 

@@ -224,6 +224,7 @@ public static class TrainingMemory
             GC.Collect();
             GC.WaitForPendingFinalizers();
         }
+        Deq.Native.FreedMemory.Trim();   // the step's heap allocations then show, not reuse of freed heap
     }
 
     // Writing "5" to clear_refs resets VmHWM to the current RSS (Linux).
