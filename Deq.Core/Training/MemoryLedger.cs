@@ -113,12 +113,7 @@ public sealed record MemoryLedger(long StateBytes, long ParameterBytes, long Gra
 
     static long Settle()
     {
-        for (int i = 0; i < 2; i++)
-        {
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-        }
-        Deq.Native.FreedMemory.Trim();   // the step's heap allocations then show, not reuse of freed heap
+        ProcessMemory.Settle();
         return Rss();
     }
 
@@ -129,13 +124,9 @@ public sealed record MemoryLedger(long StateBytes, long ParameterBytes, long Gra
     static InvalidOperationException Unreadable() =>
         new("MemoryLedger.Measure: /proc/self/status is unreadable; the ledger measures resident memory on Linux only.");
 
-    // Writing "5" to clear_refs resets VmHWM to the current RSS (Linux 4.0+).
     static void ResetPeak()
     {
-        try { File.WriteAllText("/proc/self/clear_refs", "5"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new InvalidOperationException($"MemoryLedger.Measure: cannot reset the peak through /proc/self/clear_refs ({e.Message}); it needs Linux 4.0+.", e);
-        }
+        if (!ProcessMemory.TryResetPeak(out var why))
+            throw new InvalidOperationException($"MemoryLedger.Measure: cannot reset the peak through /proc/self/clear_refs ({why}); it needs Linux 4.0+.");
     }
 }

@@ -22,6 +22,36 @@ public sealed record ProcessMemory(long? RssBytes, long? PeakRssBytes)
         catch (IOException) { return new(null, null); }
     }
 
+    /// <summary>
+    /// Before measuring: finalise garbage (TorchSharp frees some tensors in finalizers) and return the heap's free
+    /// memory to the operating system, so that what follows shows its own allocations as resident-memory growth.
+    /// </summary>
+    public static void Settle()
+    {
+        for (int i = 0; i < 2; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+        Deq.Native.FreedMemory.Trim();
+    }
+
+    /// <summary>Resets the peak (VmHWM) to the current resident size by writing 5 to /proc/self/clear_refs (Linux 4.0+); false, with why, where it cannot.</summary>
+    public static bool TryResetPeak(out string? error)
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            error = null;
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            error = e.Message;
+            return false;
+        }
+    }
+
     // "VmRSS:	  123456 kB"
     static long? Kilobytes(string line)
     {

@@ -117,8 +117,8 @@ public static class TrainingMemory
         core.Module.train();
         // Warm-up: loads kernels and parameter gradients at this size, so the measured step sees the steady state.
         Step(core, config with { Iterations = 1, BackwardIterations = 1 });
-        Settle();
-        bool reset = ResetPeak();
+        ProcessMemory.Settle();
+        bool reset = ProcessMemory.TryResetPeak(out _);
         var before = ProcessMemory.Now();
         var clock = Stopwatch.StartNew();
         var (forward, backward, residual) = Step(core, config);
@@ -147,7 +147,7 @@ public static class TrainingMemory
         using var core = BenchCore.Create(config.Family, config.Width, config.SeqLen, config.Batch, torch.CPU, config.Seed);
         core.Module.train();
         Step(core, config with { Iterations = 1, BackwardIterations = 1 });
-        Settle();
+        ProcessMemory.Settle();
         using var scope = torch.NewDisposeScope();
         var bound = core.Bind();
         return MemoryLedger.Measure(bound.F, bound.Z0, OptionsOf(config), Loss, core.Module, afterSolve: bound.ReleaseInjection);
@@ -214,30 +214,6 @@ public static class TrainingMemory
             long now = System.Runtime.JitInfo.GetCompiledMethodCount();
             still = now == compiled ? still + 1 : 0;
             compiled = now;
-        }
-    }
-
-    static void Settle()
-    {
-        for (int i = 0; i < 2; i++)
-        {
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-        }
-        Deq.Native.FreedMemory.Trim();   // the step's heap allocations then show, not reuse of freed heap
-    }
-
-    // Writing "5" to clear_refs resets VmHWM to the current RSS (Linux).
-    static bool ResetPeak()
-    {
-        try
-        {
-            File.WriteAllText("/proc/self/clear_refs", "5");
-            return true;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return false;
         }
     }
 
