@@ -94,16 +94,17 @@ public sealed class SolveContext : IDisposable
     {
         foreach (var t in new[] { done.Z, done.Fz })
             if (!ReferenceEquals(t, z) && !t.IsInvalid) t.Dispose();
-        if (done.Z is not null && Step == 1) ReleaseStart();
+        ReleaseStart();
         return Evaluate(z);
     }
 
     /// <summary>z0, when the caller handed it over (a fallback's start): freed once the first iterate is done with.</summary>
-    internal Tensor? OwnedStart { get; init; }
+    internal Tensor? OwnedStart { get; set; }
 
     internal void ReleaseStart()
     {
-        if (OwnedStart is { IsInvalid: false } start) start.Dispose();
+        OwnedStart?.Dispose();
+        OwnedStart = null;
     }
 
     /// <summary>Takes <paramref name="t"/> out of the step's scope as solver state; the driver frees it when the solve ends.</summary>

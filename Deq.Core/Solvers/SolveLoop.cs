@@ -70,7 +70,7 @@ internal static class SolveLoop
                 {
                     using var step = torch.NewDisposeScope();
                     current = Adopt(method.Step(ctx, state!, current), current);
-                    ctx.ReleaseStart();   // the first iterate has gone and the ledger holds its own best
+                    ctx.ReleaseStart();   // (if the step did not already) the first iterate has gone, the ledger holds its own best
                     go = Record(ctx, ledger, current, observer) && ctx.Stopped is null;
                     current = current with { Residual = null };      // it goes with the step's scope
                 }
