@@ -70,11 +70,9 @@ public sealed class CausalConv1d : nn.Module
             throw new ArgumentException($"CausalConv1d expects [B, T, {InChannels}]; got [{string.Join(", ", x.shape)}].", nameof(x));
         if (!left.shape.SequenceEqual(new[] { x.shape[0], KernelSize - 1, InChannels }))
             throw new ArgumentException($"CausalConv1d left context must be [{x.shape[0]}, {KernelSize - 1}, {InChannels}]; got [{string.Join(", ", left.shape)}].", nameof(left));
-        // Only the output's view leaves this scope: the padded input goes at once, and the output's storage
-        // lives exactly as long as the view does (a caller that frees the view frees the memory).
+        // The channels-first convolution on transposed views (the same values); only the output's view leaves this
+        // scope, so its storage lives exactly as long as the view does (a caller that frees the view frees the memory).
         using var scope = torch.NewDisposeScope();
-        var padded = KernelSize == 1 ? x : torch.cat([left, x], 1);
-        var y = nn.functional.conv1d(padded.transpose(1, 2), weightOverride ?? Weight(), bias);
-        return scope.MoveToOuter(y.transpose(1, 2));
+        return scope.MoveToOuter(ForwardChannelsFirst(x.transpose(1, 2), left.transpose(1, 2), weightOverride).transpose(1, 2));
     }
 }

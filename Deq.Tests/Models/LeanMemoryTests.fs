@@ -53,7 +53,9 @@ let tests =
             // The formulation before the layout change, on the same parameters, injection and carried states.
             let reference (z: Tensor) =
                 let h, c = z.narrow(2L, 0L, hs), z.narrow(2L, hs, hs)
-                let conv = m.trellisnet.full_conv.Forward(mask h, mask cell.LeftH)
+                let full = m.trellisnet.full_conv
+                let padded = torch.cat([| mask cell.LeftH; mask h |], 1L)
+                let conv = torch.nn.functional.conv1d(padded.transpose(1L, 2L), full.Weight(), full.bias).transpose(1L, 2L)
                 let cPrev = torch.cat([| cell.LastC; c.narrow(1L, 0L, c.shape[1] - 1L) |], 1L)
                 let gates = (cell.Injection + conv).chunk(4L, -1L)
                 let cNew = torch.sigmoid(gates[3]) * cPrev + torch.sigmoid(gates[0]) * torch.tanh(gates[2])
