@@ -20,9 +20,9 @@ type EquilibriumSettings =
 /// The implicit layer from F#: `Equilibrium.solve settings f z0`, then `Equilibrium.backward loss`.
 [<RequireQualifiedAccess>]
 module Equilibrium =
-    /// The memory-lean defaults, reporting nothing: forward, plain iteration or else Anderson (m = 5) from its best
+    /// The memory-lean defaults, reporting nothing: forward, plain iteration or else Anderson (m = 2) from its best
     /// iterate (EquilibriumOptions.LeanForward: 30 steps each, relative tolerance 1e-4); gradient, the implicit adjoint
-    /// solved by fixed-point iteration or else Anderson (m = 3) (EquilibriumOptions.LeanAdjointSolve: 40 steps each, 1e-5).
+    /// solved by fixed-point iteration or else damped iteration (EquilibriumOptions.LeanAdjointSolve: 40 steps each, 1e-5).
     let defaults =
         let d = EquilibriumOptions.Default
         { Forward = d.ForwardSolver; Adjoint = d.AdjointUsed; OnBackward = ignore }

@@ -50,8 +50,9 @@ let log (tag: string) =
 let options steps =
     let o = SolverOptions(MaxIter = steps, Tol = 1e-30)
     let observe name = Action<SolverStep>(fun s -> log $"{name} {s.Step}")
-    let forward = ForwardIteration.Create(o).OrElse(Anderson.Create(o, AndersonOptions(Memory = 5))).Observed(observe "forward")
-    let adjoint = LinearSolve.FixedPoint(ForwardIteration.Create(o).OrElse(Anderson.Create(o, AndersonOptions(Memory = 3))).Observed(observe "adjoint"))
+    // The lean default's stages (EquilibriumOptions.LeanForward / LeanAdjointSolve), each observed.
+    let forward = ForwardIteration.Create(o).OrElse(Anderson.Create(o, AndersonOptions(Memory = 2))).Observed(observe "forward")
+    let adjoint = LinearSolve.FixedPoint(ForwardIteration.Create(o).OrElse(ForwardIteration.Create(o, 0.5)).Observed(observe "adjoint"))
     EquilibriumOptions(forward, Adjoint.Implicit(adjoint))
 
 let step steps =

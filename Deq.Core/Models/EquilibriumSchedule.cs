@@ -21,9 +21,9 @@ public sealed record EquilibriumSchedule(int PretrainSteps = 0, int UnrolledLaye
     public static EquilibriumSchedule WeightTied(int layers) => new(PretrainSteps: int.MaxValue, UnrolledLayers: layers);
 
     /// <summary>
-    /// The memory-lean training default with these limits: plain iteration forward with Anderson (m = 5) as its
+    /// The memory-lean training default with these limits: plain iteration forward with Anderson (m = 2) as its
     /// fallback (<see cref="EquilibriumOptions.LeanForward"/>), the implicit adjoint solved by
-    /// plain iteration with Anderson (m = 3) as its fallback (<see cref="EquilibriumOptions.LeanAdjointSolve"/>), relative tolerances.
+    /// plain iteration with damped iteration as its fallback (<see cref="EquilibriumOptions.LeanAdjointSolve"/>), relative tolerances.
     /// </summary>
     public static EquilibriumSchedule Lean(int forwardIterations = 30, int backwardIterations = 40, double forwardTol = 1e-4, double backwardTol = 1e-5,
         int pretrainSteps = 0, int unrolledLayers = 2) =>

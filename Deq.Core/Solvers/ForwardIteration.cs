@@ -10,12 +10,13 @@ public static class ForwardIteration
     {
         if (!(damping > 0 && damping <= 1))
             throw new ArgumentOutOfRangeException(nameof(damping), damping, "ForwardIteration damping must lie in (0, 1].");
-        var name = damping == 1.0 ? "forward" : $"forward(damping={damping})";
+        var name = damping == 1.0 ? "forward" : "forward-damped";
         var solver = SolverMethod.Create(name, (ctx, it) =>
         {
             var z = damping == 1.0 ? it.Fz : it.Z.lerp(it.Fz, damping);
             return new Iterate(z, ctx.Evaluate(z, done: it));
         }, options);
-        return SolverDescriptions.Register(solver, $"{name}({SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
+        var limits = SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate());
+        return SolverDescriptions.Register(solver, damping == 1.0 ? $"forward({limits})" : $"forward(damping={damping.ToString(System.Globalization.CultureInfo.InvariantCulture)}, {limits})");
     }
 }

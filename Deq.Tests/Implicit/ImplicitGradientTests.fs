@@ -175,6 +175,23 @@ let robustness =
             Expect.isLessThan (maxAbsDiff gx (torch.full_like(x, -2.0))) 1e-10 "dz*/dx = -2"
         }
 
+        test "the default adjoint converges where plain iteration oscillates: its damped fallback, for an eigenvalue below -1" {
+            use scope = torch.NewDisposeScope()
+            // f(z) = -1.5 z + x: z* = x / 2.5 and dz*/dx = 1 / 2.5. Plain iteration on g = -1.5 g + v diverges; damped
+            // iteration g <- (g - 1.5 g + v) / 2 contracts by 0.25 a step. The default forward (Anderson m = 2 after
+            // plain iteration) solves the linear map too.
+            let x = TestDevice.onDevice(torch.randn([| 2L; 3L |], dtype = ScalarType.Float64, generator = generator 3)).requires_grad_(true)
+            let f (z: Tensor) = -1.5 * z + x
+            let options, report = reporting Equilibrium.defaults
+            let eq = Equilibrium.solve options f (TestDevice.zerosOn (TestDevice.device ()) [ 2; 3 ])
+            Expect.isLessThan (maxAbsDiff eq.Z (x * 0.4)) 1e-3 "forward: z* = x / 2.5 (to the default relative 1e-4)"
+            let gx = torch.autograd.grad([| eq.Z.sum() |], [| x |])[0]
+            let b = reportedBackward report.Value
+            Expect.isTrue b.Converged $"the adjoint converged: {b}"
+            Expect.stringContains b.Solver ">" $"the fallback ran (plain iteration diverges): {b.Solver}"
+            Expect.isLessThan (maxAbsDiff gx (torch.full_like(x, 0.4))) 1e-4 "dz*/dx = 1 / 2.5"
+        }
+
         test "an f that ignores z (J = 0) differentiates to the one-step gradient" {
             use scope = torch.NewDisposeScope()
             let x = torch.ones([| 2L; 3L |], dtype = ScalarType.Float64, device = TestDevice.device ()).requires_grad_(true)

@@ -117,13 +117,16 @@ let private fsharpTask (onLoad: float -> unit) =
 [<Tests>]
 let training =
     testList "F# training surface" [
-        test "Equilibrium.defaults is the lean pair: plain iteration or else Anderson m=5, the implicit adjoint" {
+        test "Equilibrium.defaults is the lean pair: plain iteration or else Anderson m=2, the implicit adjoint by history-free iterations" {
             let described = Solver.describe Equilibrium.defaults.Forward
             Expect.equal described (Solver.describe (EquilibriumOptions.LeanForward())) "EquilibriumOptions.LeanForward"
             Expect.stringStarts described "forward(" "plain iteration first"
-            Expect.stringContains described "or else anderson(m=5" "Anderson m=5 as the fallback"
+            Expect.stringContains described "or else anderson(m=2" "Anderson m=2 as the fallback"
             match Equilibrium.defaults.Adjoint with
-            | Implicit _ -> ()
+            | Implicit _ ->
+                let adjoint = Equilibrium.defaults.Adjoint.Describe()
+                Expect.stringContains adjoint "fixed point by forward(" "plain iteration on the adjoint"
+                Expect.stringContains adjoint "or else forward(damping=0.5, " "damped iteration as its fallback"
             | other -> failtestf "expected the implicit adjoint, got %O" other
         }
 
