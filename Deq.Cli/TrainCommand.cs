@@ -129,11 +129,13 @@ internal static class TrainCommand
 /// `deq train`'s solver options, checked as given. Null when none is given: the model preset's solvers stay.
 /// The forward solver is replaced when a forward option or --solver-memory is given; the adjoint (the implicit
 /// gradient's fixed point g = J^T g + dL/dz*) when a backward option, --solver-memory or --forward-solver is
-/// given, solved by the same method as the forward solve. Limits not given take the memory-lean defaults
-/// (forward 30 iterations to relative 1e-4, adjoint 40 to 1e-5; Anderson's history 5 forward and 3 adjoint,
-/// Broyden's rank 30), not the preset's.
+/// given, solved by the same method as the forward solve. The method not given is the memory-lean pair
+/// (<see cref="Deq.Implicit.EquilibriumOptions.LeanForward"/> and <see cref="Deq.Implicit.EquilibriumOptions.LeanAdjointSolve"/>),
+/// or Anderson where only --solver-memory is given. Limits not given take the training defaults (forward 30
+/// iterations to relative 1e-4, adjoint 40 to 1e-5; Anderson's history 5 forward and 3 adjoint, Broyden's rank 30),
+/// not the preset's.
 /// </summary>
-/// <param name="Forward">"anderson", "broyden" or "forward" (forward iteration), or null for the preset's.</param>
+/// <param name="Forward">"lean", "anderson", "broyden" or "forward" (forward iteration), or null for the preset's.</param>
 /// <param name="ForwardIterations">Most forward solver steps.</param>
 /// <param name="ForwardTolerance">Relative residual at which the forward solve stops.</param>
 /// <param name="BackwardIterations">Most adjoint solver steps.</param>
@@ -150,10 +152,12 @@ internal sealed record TrainSolverArgs(string? Forward, int? ForwardIterations, 
         if (given.Count == 0) return null;
         if (!model.StartsWith("deq-"))
             throw new ArgumentException($"--{given[0]} applies to the DEQ models (deq-*); --model {model} has no equilibrium solver");
-        var forward = o.Given("forward-solver") ? o.Choice("forward-solver", "anderson", "broyden", "forward") : null;
+        var forward = o.Given("forward-solver") ? o.Choice("forward-solver", "lean", "anderson", "broyden", "forward") : null;
         int? memory = o.Given("solver-memory") ? o.Positive("solver-memory") : null;
         if (memory is not null && forward == "forward")
             throw new ArgumentException("--solver-memory applies to anderson and broyden; forward iteration keeps no history");
+        if (memory is not null && forward == "lean")
+            throw new ArgumentException("--solver-memory applies to anderson and broyden; the lean pair's histories are fixed (Anderson m = 2 forward fallback, none on the adjoint)");
         return new TrainSolverArgs(forward,
             o.Given("forward-iters") ? o.Positive("forward-iters") : null,
             o.Given("forward-tol") ? o.PositiveNumber("forward-tol") : null,
@@ -165,9 +169,12 @@ internal sealed record TrainSolverArgs(string? Forward, int? ForwardIterations, 
     /// <summary>The solvers these options replace (null: keep the preset's).</summary>
     public (Solver? Forward, Adjoint? Adjoint) Build()
     {
-        var method = Forward ?? "anderson";
+        var method = Forward ?? (Memory is not null ? "anderson" : "lean");
         bool forward = Forward is not null || ForwardIterations is not null || ForwardTolerance is not null || Memory is not null;
         bool adjoint = Forward is not null || BackwardIterations is not null || BackwardTolerance is not null || Memory is not null;
+        if (method == "lean")
+            return (forward ? EquilibriumOptions.LeanForward(ForwardIterations ?? 30, ForwardTolerance ?? 1e-4) : null,
+                    adjoint ? Deq.Implicit.Adjoint.Implicit(EquilibriumOptions.LeanAdjointSolve(BackwardIterations ?? 40, BackwardTolerance ?? 1e-5)) : null);
         return (forward ? Make(method, ForwardIterations ?? 30, ForwardTolerance ?? 1e-4, Memory ?? (method == "anderson" ? 5 : 30)) : null,
                 adjoint ? Deq.Implicit.Adjoint.Implicit(Make(method, BackwardIterations ?? 40, BackwardTolerance ?? 1e-5, Memory ?? (method == "anderson" ? 3 : 30))) : null);
     }

@@ -41,13 +41,15 @@ internal static class Usage
                                    or mapped to <unk>
               --log FILE.jsonl     JSON lines, one per record; --print-every N console lines (50)
               --device auto|cpu|cuda[:N], --dtype float32|float64
-              --forward-solver anderson|broyden|forward, --forward-iters N, --forward-tol T,
+              --forward-solver lean|anderson|broyden|forward, --forward-iters N, --forward-tol T,
               --backward-iters N, --backward-tol T, --solver-memory M
                                    DEQ models only. Without them the preset's solvers stay. A forward option
                                    replaces the forward solver; a backward option or --forward-solver the
-                                   implicit adjoint's fixed-point solve, by the same method (default anderson);
-                                   --solver-memory both. Limits not given: forward 30 iterations to relative
-                                   1e-4, adjoint 40 to 1e-5; history anderson 5 (adjoint 3), broyden 30.
+                                   implicit adjoint's fixed-point solve, by the same method (default lean: plain
+                                   iteration, then Anderson m = 2 forward and damped iteration on the adjoint;
+                                   anderson where only --solver-memory is given); --solver-memory both. Limits
+                                   not given: forward 30 iterations to relative 1e-4, adjoint 40 to 1e-5;
+                                   history anderson 5 (adjoint 3), broyden 30.
                                    They are part of the checkpoint's configuration.
             """,
         ["data"] = """

@@ -131,9 +131,10 @@ let options =
         "unknown option", fun d -> [ "train"; "--corpus"; "."; "--stpes"; "3" ], [ "unknown option --stpes" ]
         "unknown command", fun _ -> [ "trian" ], [ "unknown command 'trian'"; "train"; "deq --help" ]
         "--forward-solver for an LSTM", fun d -> [ "train"; "--corpus"; "."; "--forward-solver"; "anderson" ], [ "--forward-solver"; "DEQ models" ]
-        "--forward-solver unknown", fun d -> [ "train"; "--model"; "deq-trellisnet-tiny"; "--corpus"; "."; "--forward-solver"; "newton" ], [ "--forward-solver must be one of anderson, broyden, forward" ]
+        "--forward-solver unknown", fun d -> [ "train"; "--model"; "deq-trellisnet-tiny"; "--corpus"; "."; "--forward-solver"; "newton" ], [ "--forward-solver must be one of lean, anderson, broyden, forward" ]
         "--forward-tol 0", fun d -> [ "train"; "--model"; "deq-trellisnet-tiny"; "--corpus"; "."; "--forward-tol"; "0" ], [ "--forward-tol must be a positive finite number" ]
         "--solver-memory with forward iteration", fun d -> [ "train"; "--model"; "deq-trellisnet-tiny"; "--corpus"; "."; "--forward-solver"; "forward"; "--solver-memory"; "5" ], [ "--solver-memory"; "no history" ]
+        "--solver-memory with the lean pair", fun d -> [ "train"; "--model"; "deq-trellisnet-tiny"; "--corpus"; "."; "--forward-solver"; "lean"; "--solver-memory"; "5" ], [ "--solver-memory"; "lean pair" ]
     ]
 
 [<Tests>]
@@ -222,6 +223,16 @@ let works =
             Expect.stringContains out "adjoint: implicit(broyden(m=4, 40 iters, rel 1E-6))" "adjoint"
             let steps = out.Split('\n') |> Array.find (fun l -> l.StartsWith "step") |> fun l -> l.Split(" fwd ").[1].Split(' ').[0] |> int
             Expect.isLessThanOrEqual steps 6 "at most --forward-iters forward steps"
+        }
+
+        test "limits alone keep the memory-lean pair, with those limits" {
+            if not built.Value then skiptest "deq is not built"
+            use d = new TempDir()
+            corpus d |> ignore
+            let out = succeeds d [ "train"; "--model"; "deq-trellisnet-tiny"; "--corpus"; "."; "--steps"; "1"; "--batch"; "3"; "--bptt"; "5"; "--eval-segments"; "1"
+                                   "--forward-iters"; "7"; "--backward-iters"; "9" ]
+            Expect.stringContains out "forward solver: forward(7 iters, rel 1E-4) or else anderson(m=2, 7 iters, rel 1E-4)" "lean forward"
+            Expect.stringContains out "adjoint: implicit(fixed point by forward(9 iters, rel 1E-5) or else forward(damping=0.5, 9 iters, rel 1E-5))" "lean adjoint"
         }
 
         test "deq --help, deq train --help and deq data --help print usage and exit 0" {
