@@ -172,11 +172,12 @@ internal sealed record TrainSolverArgs(string? Forward, int? ForwardIterations, 
         var method = Forward ?? (Memory is not null ? "anderson" : "lean");
         bool forward = Forward is not null || ForwardIterations is not null || ForwardTolerance is not null || Memory is not null;
         bool adjoint = Forward is not null || BackwardIterations is not null || BackwardTolerance is not null || Memory is not null;
+        var (fi, ft, bi, bt) = (ForwardIterations ?? 30, ForwardTolerance ?? 1e-4, BackwardIterations ?? 40, BackwardTolerance ?? 1e-5);
         if (method == "lean")
-            return (forward ? EquilibriumOptions.LeanForward(ForwardIterations ?? 30, ForwardTolerance ?? 1e-4) : null,
-                    adjoint ? Deq.Implicit.Adjoint.Implicit(EquilibriumOptions.LeanAdjointSolve(BackwardIterations ?? 40, BackwardTolerance ?? 1e-5)) : null);
-        return (forward ? Make(method, ForwardIterations ?? 30, ForwardTolerance ?? 1e-4, Memory ?? (method == "anderson" ? 5 : 30)) : null,
-                adjoint ? Deq.Implicit.Adjoint.Implicit(Make(method, BackwardIterations ?? 40, BackwardTolerance ?? 1e-5, Memory ?? (method == "anderson" ? 3 : 30))) : null);
+            return (forward ? EquilibriumOptions.LeanForward(fi, ft) : null,
+                    adjoint ? Deq.Implicit.Adjoint.Implicit(EquilibriumOptions.LeanAdjointSolve(bi, bt)) : null);
+        return (forward ? Make(method, fi, ft, Memory ?? (method == "anderson" ? 5 : 30)) : null,
+                adjoint ? Deq.Implicit.Adjoint.Implicit(Make(method, bi, bt, Memory ?? (method == "anderson" ? 3 : 30))) : null);
     }
 
     static Solver Make(string method, int iterations, double tolerance, int memory)

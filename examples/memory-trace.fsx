@@ -50,8 +50,9 @@ let log (tag: string) =
 let options steps =
     let o = SolverOptions(MaxIter = steps, Tol = 1e-30)
     let observe name = Action<SolverStep>(fun s -> log $"{name} {s.Step}")
-    // The lean default's stages (EquilibriumOptions.LeanForward / LeanAdjointSolve), each observed.
-    let forward = ForwardIteration.Create(o).OrElse(Anderson.Create(o, AndersonOptions(Memory = 2))).Observed(observe "forward")
+    // The lean default's stages, each observed: LeanForward itself, and LeanAdjointSolve's solver spelled out
+    // (a LinearSolver cannot be observed step by step).
+    let forward = EquilibriumOptions.LeanForward(steps, 1e-30).Observed(observe "forward")
     let adjoint = LinearSolve.FixedPoint(ForwardIteration.Create(o).OrElse(ForwardIteration.Create(o, 0.5)).Observed(observe "adjoint"))
     EquilibriumOptions(forward, Adjoint.Implicit(adjoint))
 

@@ -17,6 +17,7 @@ public static class ForwardIteration
             return new Iterate(z, ctx.Evaluate(z, done: it));
         }, options);
         var limits = SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate());
-        return SolverDescriptions.Register(solver, damping == 1.0 ? $"forward({limits})" : $"forward(damping={damping.ToString(System.Globalization.CultureInfo.InvariantCulture)}, {limits})");
+        var settings = damping == 1.0 ? limits : $"damping={damping.ToString(System.Globalization.CultureInfo.InvariantCulture)}, {limits}";
+        return SolverDescriptions.Register(solver, $"forward({settings})");
     }
 }
