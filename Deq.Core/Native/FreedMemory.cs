@@ -8,6 +8,9 @@ namespace Deq.Native;
 /// where fragmentation keeps them: a DEQ's RSS then grows with solver iterations although its live
 /// tensors do not. Fixing the threshold makes every block above it an mmap that free() unmaps. Deq.Core's
 /// module initializer applies this, so the CLI, experiments, fsi and notebooks all get it.
+/// The price is that every such block is fresh memory the kernel must fault in and zero, page by page
+/// (a DEQ step ran 1.6x slower than on glibc's heap); so it also asks libtorch's CPU allocator to advise
+/// transparent huge pages for blocks of 2 MiB and more, which faults them in 2 MiB at a time.
 /// </summary>
 public static class FreedMemory
 {
@@ -17,6 +20,12 @@ public static class FreedMemory
     /// <summary>Blocks at or above this size are mmapped and returned on free (a tenth of a small z; large enough
     /// that the many small bookkeeping tensors stay on the heap).</summary>
     public const int DefaultThresholdBytes = 128 * 1024;
+
+    /// <summary>c10's switch (read once, at libtorch's first CPU allocation): "1" makes alloc_cpu madvise
+    /// MADV_HUGEPAGE on blocks of 2 MiB and more. A value the user set is left as it is.</summary>
+    public const string HugePagesVariable = "THP_MEM_ALLOC_ENABLE";
+
+    const string KernelHugePages = "/sys/kernel/mm/transparent_hugepage/enabled";
 
     const int MmapThreshold = -3;   // M_MMAP_THRESHOLD in glibc's malloc.h
     const int TrimThreshold = -1;   // M_TRIM_THRESHOLD
@@ -51,12 +60,31 @@ public static class FreedMemory
         {
             if (mallopt(MmapThreshold, threshold) != 1) return "left as is: mallopt refused the mmap threshold";
             if (Environment.GetEnvironmentVariable("MALLOC_TRIM_THRESHOLD_") is not { Length: > 0 }) mallopt(TrimThreshold, threshold);
-            return $"mmap threshold {threshold} B";
+            return $"mmap threshold {threshold} B; {AdviseHugePages()}";
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
             return "left as is: no glibc mallopt (another C library)";
         }
+    }
+
+    static string AdviseHugePages()
+    {
+        if (Environment.GetEnvironmentVariable(HugePagesVariable) is { Length: > 0 } own) return $"huge pages as the user set them ({HugePagesVariable}={own})";
+        string kernel;
+        try { kernel = File.ReadAllText(KernelHugePages); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return "no huge pages (the kernel has no transparent huge pages)"; }
+        if (kernel.Contains("[never]", StringComparison.Ordinal)) return "no huge pages (off in the kernel)";
+        if (LibTorchLoaded()) return "huge pages not advised (libtorch was loaded before Deq.Core)";
+        // setenv, not Environment.SetEnvironmentVariable: .NET keeps its own copy, c10 reads the C environment.
+        return setenv(HugePagesVariable, "1", 0) == 0 ? "huge pages advised for blocks of 2 MiB and more" : "huge pages not advised (setenv failed)";
+    }
+
+    // c10 reads the variable once, at its first allocation; loaded before us, it may have read it already.
+    static bool LibTorchLoaded()
+    {
+        try { return File.ReadLines("/proc/self/maps").Any(l => l.EndsWith("/libtorch_cpu.so", StringComparison.Ordinal)); }
+        catch (IOException) { return false; }
     }
 
     /// <summary>
@@ -73,6 +101,9 @@ public static class FreedMemory
 
     [DllImport("libc.so.6", EntryPoint = "mallopt")]
     static extern int mallopt(int param, int value);
+
+    [DllImport("libc.so.6", EntryPoint = "setenv")]
+    static extern int setenv([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
 
     [DllImport("libc.so.6", EntryPoint = "malloc_trim")]
     static extern int malloc_trim(UIntPtr pad);
