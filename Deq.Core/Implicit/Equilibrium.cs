@@ -25,6 +25,10 @@ public static class Equilibrium
     /// </summary>
     public static void Backward(Tensor loss)
     {
+        // A second backward through the same graph would reach an adjoint node whose saved tensors are gone, and
+        // TorchSharp 0.107 lets that error end the process (see BackpropagatedLosses); refuse it here instead.
+        if (!BackpropagatedLosses.MarkFirst(loss))
+            throw new InvalidOperationException("Equilibrium.Backward: this loss was already backpropagated, and that freed its graph (the equilibrium's graph of f at z* with it); compute the loss again (a new forward pass) before another backward.");
         using var watch = BackwardFaults.Watch();
         loss.backward();
         if (BackwardFaults.Take() is { } e)
@@ -43,4 +47,18 @@ public static class Equilibrium
         // Only a tensor f created here moves out; one it returned from elsewhere (z itself, a constant) stays put.
         return scope.Contains(fz) ? scope.MoveToOuter(fz) : fz;
     }
+}
+
+/// <summary>
+/// The losses <see cref="Equilibrium.Backward"/> has run (weakly held: a loss's entry goes with it). A second
+/// backward through a freed graph is an error in PyTorch; in TorchSharp 0.107 it ends the process when the first
+/// node to unpack its saved tensors is a custom one, such as the adjoint's (loss = z*.sum() is enough), because
+/// that unpack's C++ exception is not caught before it crosses the managed callback.
+/// </summary>
+internal static class BackpropagatedLosses
+{
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Tensor, object> Seen = new();
+
+    /// <summary>True the first time for a given loss tensor, false after.</summary>
+    public static bool MarkFirst(Tensor loss) => Seen.TryAdd(loss, Seen);
 }

@@ -133,6 +133,24 @@ let robustness =
             ()
         }
 
+        test "a second Equilibrium.Backward of the same loss is refused in one line, not a process abort" {
+            use scope = torch.NewDisposeScope()
+            let x = torch.ones([| 2L; 3L |], dtype = ScalarType.Float64, device = TestDevice.device ()).requires_grad_(true)
+            let f (z: Tensor) = 0.5 * z + x
+            let solve () = Equilibrium.solve { Equilibrium.defaults with Forward = tight } f (TestDevice.zerosOn (TestDevice.device ()) [ 2; 3 ])
+            // z*.sum(): nothing between the loss and the adjoint's node saves a tensor, the case that ended the process.
+            let loss = (solve ()).Z.sum()
+            let grad () = match x.grad with | null -> failtest "no gradient reached x" | g -> g.clone()
+            Equilibrium.backward loss
+            let first = grad ()
+            match (try Equilibrium.backward loss; None with :? InvalidOperationException as e -> Some e) with
+            | None -> failtest "a second backward of the same loss was not refused"
+            | Some e -> Expect.stringContains e.Message "already backpropagated" e.Message
+            Expect.equal (maxAbsDiff (grad ()) first) 0.0 "the gradient is left as the first backward made it"
+            Equilibrium.backward ((solve ()).Z.sum())
+            Expect.isLessThan (maxAbsDiff (grad ()) (2.0 * first)) 1e-12 "a new forward pass backpropagates as usual"
+        }
+
         test "backward never calls f: one graph of f at z* serves the adjoint's products" {
             use scope = torch.NewDisposeScope()
             let layer = { Seed = 7; N = 5; Batch = 2; Rho = 0.8 }.Build()
