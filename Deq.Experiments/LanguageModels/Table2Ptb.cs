@@ -120,17 +120,17 @@ public static class Table2Ptb
             new[] { paper[1].Model, $"{paper[1].Params} ({paper[1].NonEmbedding})", $"{paper[1].Metric:0.0}", Gb(paper[1].MemoryGB), Ours(deq), Params(deq), $"{deq.TestPerplexity:0.0}", Mb(deqMem) },
         };
         var b = s.Budget;
-        var notes = new List<string>
-        {
+        List<string> notes =
+        [
             $"Data: {data.Description}.",
             $"Ours: both models trained for {b.Steps} steps (batch {b.Batch}, segments of {b.SeqLen}, Adam at {b.LearningRate:G3} with warmup and cosine decay, memory carried across segments); " +
             $"test perplexity on {(b.EvalSegments > 0 ? $"the first {b.EvalSegments} segments of the test split" : "the whole test split")} ({deq.TestTokens:N0} tokens, batch {b.EvalBatch}).",
             "The paper trains 24M-parameter models to convergence (with dropout, weight drop and, for TrellisNet, an auxiliary loss); ours are CPU-sized and briefly trained, " +
             "so our perplexities are far above the paper's: compare ours with each other, not with the paper.",
+            .. (s.Recipe is { } recipe ? new[] { recipe } : []),
             $"The weight-tied TrellisNet is the DEQ's own f applied {s.BaselineLayers} times with backprop through all of them (the paper's baseline has 60 layers and an auxiliary loss we do not add).",
             memoryNote,
-        };
-        if (s.Recipe is { } recipe) notes.Insert(3, recipe);
+        ];
         var title = data.Synthetic ? "Table 2: Penn Treebank (PTB NOT FOUND: synthetic data, not comparable)" : $"Table 2: Penn Treebank, word level (ours at scale `{scale.ToString().ToLowerInvariant()}`)";
         var verdicts = new[]
         {
