@@ -72,6 +72,12 @@ module LanguageModel =
     let forward (model: LanguageModel) (input: torch.Tensor) (memory: torch.Tensor option) (context: StepContext option) : LanguageModelOutput =
         model.Forward.Invoke(input, Option.toObj memory, Option.toObj context)
 
+    /// The [L, batch, vocab] logits, if the model forms them (with an adaptive softmax it scores the targets alone: see `loss`).
+    let logits (output: LanguageModelOutput) : torch.Tensor option = Option.ofObj output.Logits
+
+    /// The mean negative log-likelihood of targets [L, batch], from the logits or the model's own scoring of the targets.
+    let loss (output: LanguageModelOutput) (target: torch.Tensor) : torch.Tensor = output.Loss(target)
+
     /// The memory to carry into the next segment, if the model has one.
     let memory (output: LanguageModelOutput) : torch.Tensor option = Option.ofObj output.Memory
 

@@ -8,8 +8,9 @@ namespace Deq.Models;
 
 /// <summary>
 /// The DEQ language models as the trainer sees them (<see cref="LanguageModel"/>): time-major [L, B] input,
-/// [L, B, V] log-probabilities as logits (cross-entropy of log-probabilities is the NLL), and the segment
-/// memory packed into one tensor. <see cref="Registry"/> names every model Deq ships.
+/// [L, B, V] log-probabilities as logits (cross-entropy of log-probabilities is the NLL) or, with an adaptive
+/// softmax of several clusters, the targets' NLL alone, and the segment memory packed into one tensor.
+/// <see cref="Registry"/> names every model Deq ships.
 /// </summary>
 public static class DeqLanguageModels
 {
@@ -54,15 +55,17 @@ public static class DeqLanguageModels
         torch.manual_seed(spec.Seed);
         var m = new DeqTransformerLM(c);
         m.to(spec.DType).to(spec.Device);
+        bool adaptive = m.crit.Clusters.Count > 1;
         LanguageModelOutput Forward(Tensor input, Tensor? packed, StepContext? context)
         {
             TransformerMemory? memory = packed is null ? null
                 : new TransformerMemory(packed.narrow(2, 0, c.DModel), packed.narrow(2, c.DModel, packed.shape[2] - c.DModel));
             var (options, stats) = Observe(c.EffectiveSchedule, ScheduleStep(m, context));
             var output = m.Forward(input.t(), memory, options);
-            var logits = m.LogProbs(output.Hidden).transpose(0, 1);
             var next = output.Memory.Length == 0 ? null : torch.cat([output.Memory.Z, output.Memory.Injection], 2);
-            return new LanguageModelOutput(logits, next, stats(output.Equilibrium));
+            return adaptive
+                ? new LanguageModelOutput(null, next, stats(output.Equilibrium), target => m.Nll(output.Hidden, target.t()))
+                : new LanguageModelOutput(m.LogProbs(output.Hidden).transpose(0, 1), next, stats(output.Equilibrium));
         }
         return new LanguageModel(m, Forward, Fingerprint(name, spec, c));
     }
@@ -74,6 +77,7 @@ public static class DeqLanguageModels
         torch.manual_seed(spec.Seed);
         var m = new DeqTrellisNetLM(c);
         m.to(spec.DType).to(spec.Device);
+        bool adaptive = m.decoder.Clusters.Count > 1;
         long kz = m.trellisnet.CarriedStates, kx = c.KernelSize - 1, zWidth = kz * 2 * c.HSize;
         LanguageModelOutput Forward(Tensor input, Tensor? packed, StepContext? context)
         {
@@ -82,9 +86,10 @@ public static class DeqLanguageModels
                 : new TrellisMemory(packed.narrow(1, 0, zWidth).reshape(b, kz, 2 * c.HSize), packed.narrow(1, zWidth, kx * c.NInp).reshape(b, kx, c.NInp));
             var (options, stats) = Observe(c.EffectiveSchedule, ScheduleStep(m, context));
             var output = m.Forward(input.t(), memory, options);
-            var logits = m.LogProbs(output.Hidden).transpose(0, 1);
             var next = torch.cat([output.Memory.Z.reshape(b, -1), output.Memory.X.reshape(b, -1)], 1);
-            return new LanguageModelOutput(logits, next, stats(output.Equilibrium));
+            return adaptive
+                ? new LanguageModelOutput(null, next, stats(output.Equilibrium), target => m.Nll(output.Hidden, target.t()))
+                : new LanguageModelOutput(m.LogProbs(output.Hidden).transpose(0, 1), next, stats(output.Equilibrium));
         }
         return new LanguageModel(m, Forward, Fingerprint(name, spec, c));
     }

@@ -63,8 +63,11 @@ public sealed class DeqTransformerLM : nn.Module
         Forward(tokens, memory, Config.EffectiveSchedule.OptionsAt(step));
 
     /// <summary>Mean negative log-likelihood of targets [B, T] under features [B, T, d_model].</summary>
-    public Tensor Loss(Tensor hidden, Tensor targets) =>
-        crit.Nll(hidden.reshape(-1, Config.DModel), targets.reshape(-1), word_emb.Weights()).mean();
+    public Tensor Loss(Tensor hidden, Tensor targets) => Nll(hidden, targets).mean();
+
+    /// <summary>Per-token negative log-likelihood [B T] of targets [B, T] under features [B, T, d_model] (each tail cluster scored on its own targets only).</summary>
+    public Tensor Nll(Tensor hidden, Tensor targets) =>
+        crit.Nll(hidden.reshape(-1, Config.DModel), targets.reshape(-1), word_emb.Weights());
 
     /// <summary>Log-probabilities [B, T, V] (memory O(B T V): small vocabularies only).</summary>
     public Tensor LogProbs(Tensor hidden) =>

@@ -65,6 +65,9 @@ public sealed class DeqTrellisNetLM : nn.Module
         decoder.LogProbs(hidden.reshape(-1, Config.NOut), encoder.Weights()).reshape(hidden.shape[0], hidden.shape[1], Config.NToken);
 
     /// <summary>Mean negative log-likelihood of targets [B, T] under features [B, T, NOut].</summary>
-    public Tensor Loss(Tensor hidden, Tensor targets) =>
-        decoder.Nll(hidden.reshape(-1, Config.NOut), targets.reshape(-1), encoder.Weights()).mean();
+    public Tensor Loss(Tensor hidden, Tensor targets) => Nll(hidden, targets).mean();
+
+    /// <summary>Per-token negative log-likelihood [B T] of targets [B, T] under features [B, T, NOut] (each tail cluster scored on its own targets only).</summary>
+    public Tensor Nll(Tensor hidden, Tensor targets) =>
+        decoder.Nll(hidden.reshape(-1, Config.NOut), targets.reshape(-1), encoder.Weights());
 }

@@ -53,7 +53,7 @@ public static class LanguageModelTask
             var next = output.Memory?.detach();
             memory?.Dispose();
             memory = next?.MoveToOuterDisposeScope();
-            var loss = nn.functional.cross_entropy(output.Logits.reshape(-1, output.Logits.shape[^1]), target.reshape(-1));
+            var loss = output.Loss(target);
             return new StepOutput(loss, target.NumberOfElements, output.Stats);
         }
 
@@ -69,7 +69,7 @@ public static class LanguageModelTask
                 using var scope = torch.NewDisposeScope();
                 var (input, target) = Batching.Segment(valid, i, evalLength);
                 var output = model.Forward(input, mem, null);
-                var sum = nn.functional.cross_entropy(output.Logits.reshape(-1, output.Logits.shape[^1]), target.reshape(-1), reduction: nn.Reduction.Sum);
+                var sum = output.Loss(target, nn.Reduction.Sum);
                 nll += sum.ToDouble();
                 tokens += target.NumberOfElements;
                 mem?.Dispose();

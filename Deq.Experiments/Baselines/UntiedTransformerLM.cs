@@ -87,6 +87,10 @@ public sealed class UntiedTransformerLM : nn.Module
     public Tensor LogProbs(Tensor hidden) =>
         crit.LogProbs(hidden.reshape(-1, Config.DModel), word_emb.Weights()).reshape(hidden.shape[0], hidden.shape[1], Config.NToken);
 
+    /// <summary>Per-token negative log-likelihood [B T] of targets [B, T] (each tail cluster scored on its own targets only).</summary>
+    public Tensor Nll(Tensor hidden, Tensor targets) =>
+        crit.Nll(hidden.reshape(-1, Config.DModel), targets.reshape(-1), word_emb.Weights());
+
     /// <summary>Parameters of the layers (the non-embedding model).</summary>
     public long CoreParameters => core.parameters().Sum(p => p.numel());
 
@@ -120,17 +124,20 @@ public sealed class UntiedTransformerLM : nn.Module
         return shape with { DInner = dInner };
     }
 
-    /// <summary>The untied stack for the trainer (memory [B, M, Layers d]); logits are log-probabilities, as DeqLanguageModels'.</summary>
+    /// <summary>The untied stack for the trainer (memory [B, M, Layers d]); logits are log-probabilities (the targets' NLL alone with an adaptive softmax), as DeqLanguageModels'.</summary>
     public static LanguageModel Create(string name, LanguageModelSpec spec, DeqTransformerConfig config, int layers)
     {
         var c = config with { NToken = spec.VocabSize };
         torch.manual_seed(spec.Seed);
         var m = new UntiedTransformerLM(c, layers);
         m.to(spec.DType).to(spec.Device);
+        bool adaptive = m.crit.Clusters.Count > 1;
         LanguageModelOutput Forward(Tensor input, Tensor? memory, StepContext? _)
         {
             var output = m.Forward(input.t(), memory);
-            return new LanguageModelOutput(m.LogProbs(output.Hidden).transpose(0, 1), output.Memory);
+            return adaptive
+                ? new LanguageModelOutput(null, output.Memory, Nll: target => m.Nll(output.Hidden, target.t()))
+                : new LanguageModelOutput(m.LogProbs(output.Hidden).transpose(0, 1), output.Memory);
         }
         return new LanguageModel(m, Forward, new Dictionary<string, string>
         {

@@ -107,14 +107,48 @@ let training =
                 use _ = lm.Module
                 let input = (tokens 6 3 5 30).t()   // [L 5, B 3]
                 let first = LanguageModel.forward lm input None None
-                Expect.equal first.Logits.shape [| 5L; 3L; 30L |] $"{name}: logits"
-                Expect.isLessThan (maxAbsDiff (first.Logits.exp().sum(2L).double()) (torch.ones([| 5L; 3L |], dtype = ScalarType.Float64))) 1e-4 $"{name}: log-probabilities"
+                let logits = present "logits" (LanguageModel.logits first)
+                Expect.equal logits.shape [| 5L; 3L; 30L |] $"{name}: logits"
+                Expect.isLessThan (maxAbsDiff (logits.exp().sum(2L).double()) (torch.ones([| 5L; 3L |], dtype = ScalarType.Float64))) 1e-4 $"{name}: log-probabilities"
                 let memory = present "memory" (LanguageModel.memory first)
                 let second = LanguageModel.forward lm input (Some memory) None
-                Expect.equal second.Logits.shape [| 5L; 3L; 30L |] $"{name}: with memory"
+                Expect.equal (present "logits" (LanguageModel.logits second)).shape [| 5L; 3L; 30L |] $"{name}: with memory"
                 let stats = present "stats" (LanguageModel.stats second)
                 Expect.isTrue (stats.ForwardSteps.HasValue && stats.ForwardSteps.Value > 0) $"{name}: forward solver steps reported"
             settle ()
+        }
+
+        test "with an adaptive softmax the trainer scores targets only: the loss of the full log-probabilities, in float64" {
+            use scope = torch.NewDisposeScope()
+            let spec = Deq.Training.LanguageModelSpec(40, torch.CPU, DType = ScalarType.Float64, Seed = 5L)
+            let cutoffs = ResizeArray [ 10; 20 ] :> Collections.Generic.IReadOnlyList<int>
+            let schedule = EquilibriumSchedule.Lean(forwardIterations = 30, backwardIterations = 30)
+            let transformer = DeqTransformerConfig(InitStd = 0.25, Cutoffs = cutoffs, DivVal = 2, Schedule = schedule)   // Tiny's sizes
+            let trellis = DeqTrellisNetConfig(Cutoffs = cutoffs, DivVal = 2, Schedule = schedule)
+            let input = (tokens 6 3 6 40).t()   // [L 6, B 3]
+            let target = (tokens 7 3 6 40).t()
+            let reference (hidden: Tensor) (logProbs: Tensor -> Tensor) =
+                torch.nn.functional.cross_entropy(logProbs(hidden).reshape(-1L, 40L), target.t().reshape(-1L), reduction = torch.nn.Reduction.Sum)
+            let cases : (string * Deq.Training.LanguageModel * (unit -> Tensor)) list =
+                [ let lm = DeqLanguageModels.Transformer("t", spec, transformer)
+                  let m = lm.Module :?> DeqTransformerLM
+                  "DEQ-Transformer", lm, (fun () -> reference (m.Forward(input.t(), null, m.Config.EffectiveSchedule.OptionsAt -1).Hidden) m.LogProbs)
+                  let lm = DeqLanguageModels.TrellisNet("r", spec, trellis)
+                  let m = lm.Module :?> DeqTrellisNetLM
+                  "DEQ-TrellisNet", lm, (fun () -> reference (m.Forward(input.t(), null, m.Config.EffectiveSchedule.OptionsAt -1).Hidden) m.LogProbs) ]
+            for name, lm, full in cases do
+                use _ = lm.Module
+                lm.Module.eval() |> ignore
+                use _ = torch.no_grad()
+                let out = LanguageModel.forward lm input None None
+                Expect.isNone (LanguageModel.logits out) $"{name}: no [L, B, V] logits are formed"
+                let sum = out.Loss(target, torch.nn.Reduction.Sum).ToDouble()
+                let expected = full().ToDouble()
+                Expect.floatClose Accuracy.veryHigh sum expected $"{name}: summed NLL equals the full log-probabilities' cross-entropy"
+                Expect.floatClose Accuracy.veryHigh ((LanguageModel.loss out target).ToDouble()) (expected / 18.0) $"{name}: mean over the 18 tokens"
+                Expect.equal (out.Loss(target, torch.nn.Reduction.None).shape) [| 18L |] $"{name}: per token"
+            let neither = Deq.Training.LanguageModelOutput(null, null)
+            Expect.throwsT<InvalidOperationException> (fun () -> neither.Loss(target) |> ignore) "neither logits nor NLL"
         }
 
         test "the schedule is a pure function of the step: unrolled while pretraining, implicit after" {
