@@ -67,7 +67,16 @@ public static class Broyden
             BestX = ctx.Keep(first.Z.clone());
             BestG = ctx.Keep(G.clone());
             BestNorm = ctx.Keep(G.norm(1));
+            (Dx, Dg, Work) = (Buffer(ctx, z), Buffer(ctx, z), Buffer(ctx, z));
         }
+
+        static Tensor Buffer(SolveContext ctx, Tensor z) => ctx.Keep(torch.empty(ctx.Batch, ctx.Width, dtype: z.dtype, device: z.device));
+
+        // A step's [batch, width] temporaries, written in place: under Deq's freed-memory policy each fresh tensor of
+        // this size is new pages the kernel faults in (h 512: 3.7 of Broyden's 5.6 ms of bookkeeping a step).
+        public Tensor Dx { get; }
+        public Tensor Dg { get; }
+        public Tensor Work { get; }
 
         public Tensor BestX { get; }
         public Tensor BestG { get; }
@@ -129,20 +138,22 @@ public static class Broyden
         if (bo.LineSearch) (x, fx) = LineSearch(ctx, z, st.G, st.JG.neg(), bo.LineSearchTrials);
         else fx = ctx.Evaluate(x = z - st.JG);
         var g = fx - x;
-        var dx = x - z;
-        var dg = g - st.G;
+        var dx = st.Dx.copy_(x).sub_(z);
+        var dg = st.Dg.copy_(g).sub_(st.G);
         var jg = Product(g, w.VT, w.U);                                  // product 1: J^-1 g_new
         var vt = Product(dx, w.UT, w.V);                                 // product 2: dx^T J^-1
         // Good Broyden: J^-1 += (dx - J^-1 dg) (dx^T J^-1) / (dx^T J^-1 dg), with J^-1 dg = J^-1 g_new - J^-1 g.
         // A denominator at or below 1e-30 in size (or NaN) drops the update: it becomes Inf, so u becomes 0
-        // (or NaN, zeroed next).
-        var u = dx - (jg - st.JG);
-        var denom = (vt * dg).sum(1, keepdim: true);
+        // (or NaN, zeroed next). In place, each in the same arithmetic as its out-of-place form (a - b = -b + a
+        // exactly), so the iterates are the same to the bit.
+        var u = st.Work.copy_(jg).sub_(st.JG).neg_().add_(dx);
+        var denom = dg.mul_(vt).sum(1, keepdim: true);
         u.div_(denom.masked_fill_(denom.abs().le(1e-30), double.PositiveInfinity)).nan_to_num_(0, 0, 0);
         vt.nan_to_num_(0, 0, 0);
         // J_new^-1 g_new = J^-1 g_new - (the overwritten slot's term, once the ring is full) + the new term.
-        if (k >= mem) jg.sub_(st.USlot[slot] * (st.VSlot[slot] * g).sum(1, keepdim: true));
-        jg.add_(u * (vt * g).sum(1, keepdim: true));
+        // dx and dg are spent: their buffers hold the products below.
+        if (k >= mem) jg.sub_(dx.copy_(st.USlot[slot]).mul_(dg.copy_(st.VSlot[slot]).mul_(g).sum(1, keepdim: true)));
+        jg.add_(dx.copy_(u).mul_(dg.copy_(vt).mul_(g).sum(1, keepdim: true)));
         st.USlot[slot].copy_(u);
         st.VSlot[slot].copy_(vt);
         st.Advance(g.alias(), jg);
