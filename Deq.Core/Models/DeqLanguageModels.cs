@@ -1,5 +1,6 @@
 using System.Globalization;
 using Deq.Implicit;
+using Deq.Layers;
 using Deq.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -48,6 +49,17 @@ public static class DeqLanguageModels
         ["model.init_seed"] = spec.Seed.ToString(CultureInfo.InvariantCulture),
     };
 
+    /// <summary>
+    /// The trainer's output for batch-first features [B, T, d]: with an adaptive softmax of several clusters, the
+    /// targets' NLL alone (<paramref name="nll"/>, each tail cluster scored on its own targets); else time-major
+    /// log-probabilities [T, B, V] (<paramref name="logProbs"/>).
+    /// </summary>
+    public static LanguageModelOutput Output(AdaptiveLogSoftmax head, Tensor hidden, Func<Tensor, Tensor> logProbs, Func<Tensor, Tensor, Tensor> nll,
+        Tensor? memory, Func<SolverStats>? stats = null) =>
+        head.Clusters.Count > 1
+            ? new LanguageModelOutput(null, memory, stats, target => nll(hidden, target.t()))
+            : new LanguageModelOutput(logProbs(hidden).transpose(0, 1), memory, stats);
+
     /// <summary>A DEQ-Transformer for the trainer; memory is [Z; Injection] concatenated on the feature axis, [B, M, d + 3 H dh].</summary>
     public static LanguageModel Transformer(string name, LanguageModelSpec spec, DeqTransformerConfig config)
     {
@@ -55,7 +67,6 @@ public static class DeqLanguageModels
         torch.manual_seed(spec.Seed);
         var m = new DeqTransformerLM(c);
         m.to(spec.DType).to(spec.Device);
-        bool adaptive = m.crit.Clusters.Count > 1;
         LanguageModelOutput Forward(Tensor input, Tensor? packed, StepContext? context)
         {
             TransformerMemory? memory = packed is null ? null
@@ -63,9 +74,7 @@ public static class DeqLanguageModels
             var (options, stats) = Observe(c.EffectiveSchedule, ScheduleStep(m, context));
             var output = m.Forward(input.t(), memory, options);
             var next = output.Memory.Length == 0 ? null : torch.cat([output.Memory.Z, output.Memory.Injection], 2);
-            return adaptive
-                ? new LanguageModelOutput(null, next, stats(output.Equilibrium), target => m.Nll(output.Hidden, target.t()))
-                : new LanguageModelOutput(m.LogProbs(output.Hidden).transpose(0, 1), next, stats(output.Equilibrium));
+            return Output(m.crit, output.Hidden, m.LogProbs, m.Nll, next, stats(output.Equilibrium));
         }
         return new LanguageModel(m, Forward, Fingerprint(name, spec, c));
     }
@@ -77,7 +86,6 @@ public static class DeqLanguageModels
         torch.manual_seed(spec.Seed);
         var m = new DeqTrellisNetLM(c);
         m.to(spec.DType).to(spec.Device);
-        bool adaptive = m.decoder.Clusters.Count > 1;
         long kz = m.trellisnet.CarriedStates, kx = c.KernelSize - 1, zWidth = kz * 2 * c.HSize;
         LanguageModelOutput Forward(Tensor input, Tensor? packed, StepContext? context)
         {
@@ -87,9 +95,7 @@ public static class DeqLanguageModels
             var (options, stats) = Observe(c.EffectiveSchedule, ScheduleStep(m, context));
             var output = m.Forward(input.t(), memory, options);
             var next = torch.cat([output.Memory.Z.reshape(b, -1), output.Memory.X.reshape(b, -1)], 1);
-            return adaptive
-                ? new LanguageModelOutput(null, next, stats(output.Equilibrium), target => m.Nll(output.Hidden, target.t()))
-                : new LanguageModelOutput(m.LogProbs(output.Hidden).transpose(0, 1), next, stats(output.Equilibrium));
+            return Output(m.decoder, output.Hidden, m.LogProbs, m.Nll, next, stats(output.Equilibrium));
         }
         return new LanguageModel(m, Forward, Fingerprint(name, spec, c));
     }

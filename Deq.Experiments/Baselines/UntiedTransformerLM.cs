@@ -131,13 +131,10 @@ public sealed class UntiedTransformerLM : nn.Module
         torch.manual_seed(spec.Seed);
         var m = new UntiedTransformerLM(c, layers);
         m.to(spec.DType).to(spec.Device);
-        bool adaptive = m.crit.Clusters.Count > 1;
         LanguageModelOutput Forward(Tensor input, Tensor? memory, StepContext? _)
         {
             var output = m.Forward(input.t(), memory);
-            return adaptive
-                ? new LanguageModelOutput(null, output.Memory, Nll: target => m.Nll(output.Hidden, target.t()))
-                : new LanguageModelOutput(m.LogProbs(output.Hidden).transpose(0, 1), output.Memory);
+            return DeqLanguageModels.Output(m.crit, output.Hidden, m.LogProbs, m.Nll, output.Memory);
         }
         return new LanguageModel(m, Forward, new Dictionary<string, string>
         {
