@@ -74,23 +74,46 @@ public sealed class TrellisNetCell
         // either. The same operations on the same values; only the memory layout differs.
         var zc = z.transpose(1, 2);                                            // [B, 2h, T]
         var (h, c) = (zc.narrow(1, 0, _hs), zc.narrow(1, _hs, _hs));
-        var mask = HiddenMask?.transpose(1, 2);
-        var conv = _conv.ForwardChannelsFirst(VariationalDropout.Apply(h, mask), VariationalDropout.Apply(LeftH.transpose(1, 2), mask),
-            _weightDrop is null ? null : _conv.Weight(_weightDrop));         // [B, 4h, T]
-        var injection = Injection.transpose(1, 2);
-        if (!torch.is_grad_enabled()) return GateInPlace(conv.add_(injection), c);
+        var (left, mask, injection) = (LeftH.transpose(1, 2), HiddenMask?.transpose(1, 2), Injection.transpose(1, 2));
+        var weight = _weightDrop is null ? null : _conv.Weight(_weightDrop);
+        if (!torch.is_grad_enabled()) return GateInPlace(Convolve(h, left, mask, weight).add_(injection), c);
         var cPrev = torch.cat([LastC.transpose(1, 2), c.narrow(2, 0, c.shape[2] - 1)], 2);
-        var (hNew, cNew) = Gate(injection + conv, cPrev);
-        return torch.cat([hNew.transpose(1, 2), cNew.transpose(1, 2)], 2);  // [B, T, 2h]
+        return Gate(Convolve(h, left, mask, weight).add_(injection), cPrev);   // conv + injection in the convolution's output: a sum commutes exactly
     }
 
-    // TrellisNet's LSTM activation on the pre-activations [i, o, g, f] (the reference's order), channels first.
-    static (Tensor H, Tensor C) Gate(Tensor pre, Tensor cPrev)
+    // conv_k([left; h]) [B, 4h, T]; the masked h it convolved goes at once.
+    Tensor Convolve(Tensor h, Tensor left, Tensor? mask, Tensor? weight)
     {
-        var gates = pre.chunk(4, 1);
-        var cNew = torch.sigmoid(gates[3]) * cPrev + torch.sigmoid(gates[0]) * torch.tanh(gates[2]);
-        var hNew = torch.sigmoid(gates[1]) * torch.tanh(cNew);
-        return (hNew, cNew);
+        using var inputs = torch.NewDisposeScope();
+        return inputs.MoveToOuter(_conv.ForwardChannelsFirst(VariationalDropout.Apply(h, mask), VariationalDropout.Apply(left, mask), weight));
+    }
+
+    // TrellisNet's LSTM activation on the pre-activations [i, o, g, f] (the reference's order), channels first:
+    // c_t = sigma(f) c_{t-1} + sigma(i) tanh(g), h_t = sigma(o) tanh(c_t). Each temporary that backward does not
+    // save is freed as soon as it is used (the pre-activations, 2 copies of z, once the gates are formed), so
+    // building the graph of f at z* peaks at what it keeps plus one gate's work, not at all of f's temporaries.
+    static Tensor Gate(Tensor pre, Tensor cPrev)
+    {
+        Tensor i, o, g, f;
+        using (var gates = torch.NewDisposeScope())
+        {
+            var chunks = pre.chunk(4, 1);
+            (i, o, g, f) = (torch.sigmoid(chunks[0]), torch.sigmoid(chunks[1]), torch.tanh(chunks[2]), torch.sigmoid(chunks[3]));
+            gates.MoveToOuter(i, o, g, f);
+        }
+        pre.Dispose();
+        Tensor hNew, cNew;
+        using (var step = torch.NewDisposeScope())
+        {
+            cNew = (f * cPrev).add_(i * g);                                    // (a + b, in a's memory)
+            hNew = o * torch.tanh(cNew);
+            step.MoveToOuter(hNew, cNew);
+        }
+        foreach (var t in new[] { cPrev, i, o, g, f }) t.Dispose();           // backward keeps its own references to what it saves
+        var result = torch.cat([hNew.transpose(1, 2), cNew.transpose(1, 2)], 2);   // [B, T, 2h]
+        hNew.Dispose();
+        cNew.Dispose();
+        return result;
     }
 
     // The same without gradients, in the convolution's output and in f's result: c_{t-1} is copied straight into
