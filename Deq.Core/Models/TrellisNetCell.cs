@@ -17,6 +17,7 @@ public sealed class TrellisNetCell
     readonly Tensor? _weightDrop;
     readonly long _hs;
     readonly long[] _zShape;
+    Tensor? _solveWeight;
     bool _released;
 
     internal TrellisNetCell(CausalConv1d conv, Tensor? weightDrop, Tensor embedded, Tensor injection, Tensor memoryZ, Tensor memoryX, Tensor? hiddenMask, long hSize)
@@ -62,6 +63,8 @@ public sealed class TrellisNetCell
     {
         _released = true;
         Injection.Dispose();
+        _solveWeight?.Dispose();
+        _solveWeight = null;
     }
 
     Tensor Apply(Tensor z)
@@ -75,11 +78,15 @@ public sealed class TrellisNetCell
         var zc = z.transpose(1, 2);                                            // [B, 2h, T]
         var (h, c) = (zc.narrow(1, 0, _hs), zc.narrow(1, _hs, _hs));
         var (left, mask, injection) = (LeftH.transpose(1, 2), HiddenMask?.transpose(1, 2), Injection.transpose(1, 2));
-        var weight = _weightDrop is null ? null : _conv.Weight(_weightDrop);
-        if (!torch.is_grad_enabled()) return GateInPlace(Convolve(h, left, mask, weight).add_(injection), c);
+        if (!torch.is_grad_enabled()) return GateInPlace(Convolve(h, left, mask, SolveWeight()).add_(injection), c);
         var cPrev = torch.cat([LastC.transpose(1, 2), c.narrow(2, 0, c.shape[2] - 1)], 2);
-        return Gate(Convolve(h, left, mask, weight).add_(injection), cPrev);   // conv + injection in the convolution's output: a sum commutes exactly
+        return Gate(Convolve(h, left, mask, _conv.Weight(_weightDrop)).add_(injection), cPrev);   // conv + injection in the convolution's output: a sum commutes exactly
     }
+
+    // The weight the solver's calls use (normalised, with its DropConnect mask), made once per Bind: the parameters
+    // cannot change within one, and the same operations on the same values give the same weight (h 512: 2M entries
+    // a call otherwise). With gradients each call still forms its own, so that backward's sums keep their order.
+    Tensor SolveWeight() => _solveWeight ??= _conv.Weight(_weightDrop).detach().DetachFromDisposeScope();
 
     // conv_k([left; h]) [B, 4h, T]; the masked h it convolved goes at once.
     Tensor Convolve(Tensor h, Tensor left, Tensor? mask, Tensor? weight)

@@ -40,9 +40,13 @@ let tests =
             let memory = Some (DeqTrellisNetLM.forward m (tokens 28 2 5 20) None (tight (Adjoint.Unrolled 3))).Memory
             for t in [ 1; 5 ] do
                 let cell = DeqTrellisNetLM.bind m (tokens 26 2 t 20) memory
-                let withGrad, inPlace = bothPaths (TrellisNetCell.f cell) (randn 27 [| 2L; int64 t; 20L |])
+                let z = randn 27 [| 2L; int64 t; 20L |]
+                let withGrad, inPlace = bothPaths (TrellisNetCell.f cell) z
                 // Not bit-equal: the in-place path's addcmul_ may fuse its multiply-add where the graph's does not.
                 Expect.isLessThan (maxAbsDiff withGrad inPlace) 1e-15 $"same values, T = {t}"
+                // Later calls without grad reuse the weight the first one made (once per Bind), in its own scope.
+                let again = (use _ = torch.no_grad() in use inner = torch.NewDisposeScope() in inner.MoveToOuter(TrellisNetCell.f cell z))
+                Expect.equal (maxAbsDiff inPlace again) 0.0 $"a later call, T = {t}"
         }
 
         test "DEQ-TrellisNet f channels first equals the [B, T, C] formulation exactly, values and vector-Jacobian products" {
