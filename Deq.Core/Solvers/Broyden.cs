@@ -62,7 +62,8 @@ public static class Broyden
             V = ctx.Keep(torch.empty(b, memory, n, dtype: z.dtype, device: z.device));
             USlot = Enumerable.Range(0, memory).Select(i => ctx.Keep(U.select(1, i))).ToArray();
             VSlot = Enumerable.Range(0, memory).Select(i => ctx.Keep(V.select(1, i))).ToArray();
-            G = (first.Fz - first.Z).DetachFromDisposeScope();
+            _g = [Buffer(ctx, z), Buffer(ctx, z)];
+            G.copy_(first.Fz).sub_(first.Z);
             JG = G.neg().DetachFromDisposeScope();
             BestX = ctx.Keep(first.Z.clone());
             BestG = ctx.Keep(G.clone());
@@ -86,8 +87,12 @@ public static class Broyden
         public Tensor V { get; }
         public Tensor[] USlot { get; }
         public Tensor[] VSlot { get; }
+        // g lives in one of two buffers: a step writes g_new into the other (it needs both for dg), and Advance swaps.
+        readonly Tensor[] _g;
+        int _current;
+        public Tensor G => _g[_current];
+        public Tensor NextG => _g[1 - _current];
         // Replaced, not copied into, each step (Advance); freed by Release.
-        public Tensor G { get; private set; }
         public Tensor JG { get; private set; }
 
         // While the ring fills, the step's own views; once it is full, one set kept for the rest of the solve.
@@ -102,18 +107,14 @@ public static class Broyden
             return _full;
         }
 
-        public void Advance(Tensor g, Tensor jg)
+        public void Advance(Tensor jg)
         {
-            G.Dispose();
+            _current = 1 - _current;
             JG.Dispose();
-            (G, JG) = (g.DetachFromDisposeScope(), jg.DetachFromDisposeScope());
+            JG = jg.DetachFromDisposeScope();
         }
 
-        public void Release()
-        {
-            G.Dispose();
-            JG.Dispose();
-        }
+        public void Release() => JG.Dispose();
     }
 
     // The first `used` slots of U and V, [b, used, n], and their transposes [b, n, used].
@@ -137,7 +138,7 @@ public static class Broyden
         Tensor x, fx;
         if (bo.LineSearch) (x, fx) = LineSearch(ctx, z, st.G, st.JG.neg(), bo.LineSearchTrials);
         else fx = ctx.Evaluate(x = z - st.JG);
-        var g = fx - x;
+        var g = st.NextG.copy_(fx).sub_(x);                              // fx - x, in the spare buffer
         var dx = st.Dx.copy_(x).sub_(z);
         var dg = st.Dg.copy_(g).sub_(st.G);
         var jg = Product(g, w.VT, w.U);                                  // product 1: J^-1 g_new
@@ -156,7 +157,7 @@ public static class Broyden
         jg.add_(dx.copy_(u).mul_(dg.copy_(vt).mul_(g).sum(1, keepdim: true)));
         st.USlot[slot].copy_(u);
         st.VSlot[slot].copy_(vt);
-        st.Advance(g.alias(), jg);
+        st.Advance(jg);
         return new Iterate(x, fx) { Residual = g };
     }
 
