@@ -40,7 +40,7 @@ public static class Broyden
     {
         var bo = (broyden ?? BroydenOptions.Default).Validate();
         var name = (bo.LineSearch ? "broyden(line-search)" : "broyden") + (bo.Safeguard > 0 ? $"(safeguard={bo.Safeguard})" : "");
-        var solver = new SolverMethod<Factors>(name, (ctx, it) => new Factors(ctx, bo.Memory, it), (ctx, st, it) => Step(ctx, st, it, bo),
+        var solver = new SolverMethod<Factors>(name, (ctx, it) => new Factors(ctx, bo.Memory, it, bo.Safeguard > 0), (ctx, st, it) => Step(ctx, st, it, bo),
             st => st.Release()).ToSolver(options);
         return SolverDescriptions.Register(solver, $"{name}(m={bo.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
@@ -52,7 +52,7 @@ public static class Broyden
         readonly SolveContext _ctx;
         Window? _full;
 
-        public Factors(SolveContext ctx, int memory, Iterate first)
+        public Factors(SolveContext ctx, int memory, Iterate first, bool safeguard)
         {
             _ctx = ctx;
             var (b, n, z) = (ctx.Batch, ctx.Width, first.Z);
@@ -65,10 +65,13 @@ public static class Broyden
             _g = [Buffer(ctx, z), Buffer(ctx, z)];
             G.copy_(first.Fz).sub_(first.Z);
             JG = G.neg().DetachFromDisposeScope();
-            BestX = ctx.Keep(first.Z.clone());
-            BestG = ctx.Keep(G.clone());
-            BestNorm = ctx.Keep(G.norm(1));
-            (Dx, Dg, Work) = (Buffer(ctx, z), Buffer(ctx, z), Buffer(ctx, z));
+            if (safeguard)   // its lowest iterate and g: two copies of z that only the safeguard reads
+            {
+                BestX = ctx.Keep(first.Z.clone());
+                BestG = ctx.Keep(G.clone());
+                BestNorm = ctx.Keep(G.norm(1));
+            }
+            (Dx, Dg) = (Buffer(ctx, z), Buffer(ctx, z));
         }
 
         static Tensor Buffer(SolveContext ctx, Tensor z) => ctx.Keep(torch.empty(ctx.Batch, ctx.Width, dtype: z.dtype, device: z.device));
@@ -77,17 +80,18 @@ public static class Broyden
         // this size is new pages the kernel faults in (h 512: 3.7 of Broyden's 5.6 ms of bookkeeping a step).
         public Tensor Dx { get; }
         public Tensor Dg { get; }
-        public Tensor Work { get; }
 
-        public Tensor BestX { get; }
-        public Tensor BestG { get; }
-        public Tensor BestNorm { get; }
+        public Tensor BestX { get; } = null!;
+        public Tensor BestG { get; } = null!;
+        public Tensor BestNorm { get; } = null!;
 
         public Tensor U { get; }
         public Tensor V { get; }
         public Tensor[] USlot { get; }
         public Tensor[] VSlot { get; }
-        // g lives in one of two buffers: a step writes g_new into the other (it needs both for dg), and Advance swaps.
+        // g lives in one of two buffers: a step writes g_new into the other (it needs both for dg), then u into the old
+        // g's (spent once dg is formed), and Advance swaps. So a step holds four [batch, width] buffers, as it did with
+        // a fresh g and a separate work buffer, and f runs beside them without a fifth.
         readonly Tensor[] _g;
         int _current;
         public Tensor G => _g[_current];
@@ -147,7 +151,7 @@ public static class Broyden
         // A denominator at or below 1e-30 in size (or NaN) drops the update: it becomes Inf, so u becomes 0
         // (or NaN, zeroed next). In place, each in the same arithmetic as its out-of-place form (a - b = -b + a
         // exactly), so the iterates are the same to the bit.
-        var u = st.Work.copy_(jg).sub_(st.JG).neg_().add_(dx);
+        var u = st.G.copy_(jg).sub_(st.JG).neg_().add_(dx);              // (the old g is spent: its buffer)
         var denom = dg.mul_(vt).sum(1, keepdim: true);
         u.div_(denom.masked_fill_(denom.abs().le(1e-30), double.PositiveInfinity)).nan_to_num_(0, 0, 0);
         vt.nan_to_num_(0, 0, 0);
