@@ -18,6 +18,7 @@ public sealed class TrellisNetCell
     readonly long _hs;
     readonly long[] _zShape;
     Tensor? _solveWeight;
+    readonly DisposeScope? _bindScope = torch.CurrentDisposeScope;   // the scope Bind ran in, which owns the injection
     bool _released;
 
     internal TrellisNetCell(CausalConv1d conv, Tensor? weightDrop, Tensor embedded, Tensor injection, Tensor memoryZ, Tensor memoryX, Tensor? hiddenMask, long hSize)
@@ -86,7 +87,16 @@ public sealed class TrellisNetCell
     // The weight the solver's calls use (normalised, with its DropConnect mask), made once per Bind: the parameters
     // cannot change within one, and the same operations on the same values give the same weight (h 512: 2M entries
     // a call otherwise). With gradients each call still forms its own, so that backward's sums keep their order.
-    Tensor SolveWeight() => _solveWeight ??= _conv.Weight(_weightDrop).detach().DetachFromDisposeScope();
+    // It belongs to the Bind's scope, as the injection does (f's own scope ends with each call), or goes on Release.
+    Tensor SolveWeight()
+    {
+        if (_solveWeight is null)
+        {
+            _solveWeight = _conv.Weight(_weightDrop).detach().DetachFromDisposeScope();
+            _bindScope?.Attach(_solveWeight);
+        }
+        return _solveWeight;
+    }
 
     // conv_k([left; h]) [B, 4h, T]; the masked h it convolved goes at once.
     Tensor Convolve(Tensor h, Tensor left, Tensor? mask, Tensor? weight)

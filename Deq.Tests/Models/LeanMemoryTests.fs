@@ -113,7 +113,12 @@ let tests =
             Expect.stringContains e.Message "take the memory first" "NextMemory names the fix"
             use mn = trellis 34 tinyTrellisConfig
             let nc = DeqTrellisNetLM.bind mn (tokens 35 2 5 20) None
+            // The weight f makes for its calls without grad joins the Bind's scope (one more tensor there), and Release frees it.
+            let bound = scope.DisposablesCount
+            let _ = (use _ = torch.no_grad() in use inner = torch.NewDisposeScope() in TrellisNetCell.f nc (randn 36 [| 2L; 5L; 20L |]) |> ignore)
+            Expect.equal scope.DisposablesCount (bound + 1) "the solver's weight belongs to the Bind's scope"
             TrellisNetCell.release nc
+            Expect.equal scope.DisposablesCount (bound - 1) "Release frees the injection and the solver's weight"
             let e = Expect.throwsC (fun () -> TrellisNetCell.f nc (randn 36 [| 2L; 5L; 20L |]) |> ignore) id
             Expect.stringContains e.Message "after Release()" "TrellisNet f names the cause"
         }
