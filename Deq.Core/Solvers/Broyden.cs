@@ -45,12 +45,36 @@ public static class Broyden
         return SolverDescriptions.Register(solver, $"{name}(m={bo.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
 
+    /// <summary>Forces a step's form on this thread (true: temporaries in buffers, products row by row into them; false:
+    /// all fresh, products batched); null picks by <see cref="FreshIsNewPages"/> and <see cref="ProductsRowWise"/>. For
+    /// tests, which hold the two equal to the bit.</summary>
+    internal static bool? ForceRowWise { get => _forceRowWise; set => _forceRowWise = value; }
+    [ThreadStatic] static bool? _forceRowWise;
+
+    /// <summary>
+    /// Whether a fresh [batch, width] tensor would be new pages the kernel faults in: CPU, at or above the mmap
+    /// threshold that <see cref="Native.FreedMemory"/> set. A step then writes its temporaries into buffers it keeps;
+    /// otherwise (the heap, an accelerator's caching allocator) fresh ones cost an op less each.
+    /// </summary>
+    internal static bool FreshIsNewPages(Tensor z, long batch, long width) =>
+        ForceRowWise ?? (z.device_type == DeviceType.CPU && Native.FreedMemory.ThresholdBytes is int threshold
+                         && batch * width * z.ElementSize >= threshold);
+
+    /// <summary>Whether the products go row by row into buffers too: where fresh is new pages and a row is large enough
+    /// (32 KiB) that a call per row costs less than faulting its pages in.</summary>
+    internal static bool ProductsRowWise(Tensor z, long batch, long width) =>
+        ForceRowWise ?? (FreshIsNewPages(z, batch, width) && width * z.ElementSize >= 32 * 1024);
+
     // U, V: the rank-one corrections; G: g at the current iterate; JG: J^-1 g there, under the current factors.
     // The views a step uses (per slot, and the full ring's with their transposes) are made once.
     sealed class Factors
     {
         readonly SolveContext _ctx;
         Window? _full;
+        // g, J^-1 g and a spare, [batch, width] each, whose roles rotate (Advance): a step writes g_new into the
+        // spare, J^-1 g_new into the old g's buffer (spent once dg is formed) and u into the old J^-1 g's (spent once
+        // u is formed). With Dx and Dg (where fresh is new pages) that is five buffers; f runs beside them.
+        Tensor _g, _jg, _spare;
 
         public Factors(SolveContext ctx, int memory, Iterate first, bool safeguard)
         {
@@ -62,24 +86,35 @@ public static class Broyden
             V = ctx.Keep(torch.empty(b, memory, n, dtype: z.dtype, device: z.device));
             USlot = Enumerable.Range(0, memory).Select(i => ctx.Keep(U.select(1, i))).ToArray();
             VSlot = Enumerable.Range(0, memory).Select(i => ctx.Keep(V.select(1, i))).ToArray();
-            _g = [Buffer(ctx, z), Buffer(ctx, z)];
-            G.copy_(first.Fz).sub_(first.Z);
-            JG = G.neg().DetachFromDisposeScope();
+            (_g, _jg, _spare) = (Fresh(ctx, z).DetachFromDisposeScope(), Fresh(ctx, z).DetachFromDisposeScope(), Fresh(ctx, z).DetachFromDisposeScope());
+            _g.copy_(first.Fz).sub_(first.Z);
+            _jg.copy_(_g).neg_();
             if (safeguard)   // its lowest iterate and g: two copies of z that only the safeguard reads
             {
                 BestX = ctx.Keep(first.Z.clone());
                 BestG = ctx.Keep(G.clone());
                 BestNorm = ctx.Keep(G.norm(1));
             }
-            (Dx, Dg) = (Buffer(ctx, z), Buffer(ctx, z));
+            if (FreshIsNewPages(z, b, n)) (Dx, Dg) = (ctx.Keep(Fresh(ctx, z)), ctx.Keep(Fresh(ctx, z)));
+            if (ProductsRowWise(z, b, n)) Row = ctx.Keep(torch.empty(1, n, dtype: z.dtype, device: z.device));
         }
 
-        static Tensor Buffer(SolveContext ctx, Tensor z) => ctx.Keep(torch.empty(ctx.Batch, ctx.Width, dtype: z.dtype, device: z.device));
+        static Tensor Fresh(SolveContext ctx, Tensor z) => torch.empty(ctx.Batch, ctx.Width, dtype: z.dtype, device: z.device);
 
-        // A step's [batch, width] temporaries, written in place: under Deq's freed-memory policy each fresh tensor of
-        // this size is new pages the kernel faults in (h 512: 3.7 of Broyden's 5.6 ms of bookkeeping a step).
-        public Tensor Dx { get; }
-        public Tensor Dg { get; }
+        // A step's [batch, width] temporaries where a fresh one would be new pages (h 512: 3.7 of Broyden's 5.6 ms of
+        // bookkeeping a step went to page faults); null where fresh is cheap.
+        public Tensor? Dx { get; }
+        public Tensor? Dg { get; }
+
+        // a - b, into `buffer` where there is one (the same arithmetic, so the same bits).
+        public static Tensor Difference(Tensor a, Tensor b, Tensor? buffer) => buffer is null ? a - b : buffer.copy_(a).sub_(b);
+
+        // a * b into Dg (spent by then), or fresh.
+        public Tensor Times(Tensor a, Tensor b) => Dg is null ? a * b : Dg.copy_(a).mul_(b);
+
+        // Set where the products go row by row (ProductsRowWise): the one row they need of their own.
+        public Tensor? Row { get; }
+
 
         public Tensor BestX { get; } = null!;
         public Tensor BestG { get; } = null!;
@@ -89,15 +124,9 @@ public static class Broyden
         public Tensor V { get; }
         public Tensor[] USlot { get; }
         public Tensor[] VSlot { get; }
-        // g lives in one of two buffers: a step writes g_new into the other (it needs both for dg), then u into the old
-        // g's (spent once dg is formed), and Advance swaps. So a step holds four [batch, width] buffers, as it did with
-        // a fresh g and a separate work buffer, and f runs beside them without a fifth.
-        readonly Tensor[] _g;
-        int _current;
-        public Tensor G => _g[_current];
-        public Tensor NextG => _g[1 - _current];
-        // Replaced, not copied into, each step (Advance); freed by Release.
-        public Tensor JG { get; private set; }
+        public Tensor G => _g;
+        public Tensor NextG => _spare;
+        public Tensor JG => _jg;
 
         // While the ring fills, the step's own views; once it is full, one set kept for the rest of the solve.
         public Window At(int used)
@@ -111,14 +140,46 @@ public static class Broyden
             return _full;
         }
 
+        // g_new (in the spare) becomes G, jg becomes JG, and the old JG's buffer (u, copied into its slot) the spare.
+        // jg is the old G's buffer when the product wrote in place; a fresh tensor replaces it otherwise.
         public void Advance(Tensor jg)
         {
-            _current = 1 - _current;
-            JG.Dispose();
-            JG = jg.DetachFromDisposeScope();
+            var (oldG, oldJg) = (_g, _jg);
+            if (!ReferenceEquals(jg, oldG))
+            {
+                oldG.Dispose();
+                jg.DetachFromDisposeScope();
+            }
+            (_g, _jg, _spare) = (_spare, jg, oldJg);
         }
 
-        public void Release() => JG.Dispose();
+        public void Release()
+        {
+            _g.Dispose();
+            _jg.Dispose();
+            _spare.Dispose();
+        }
+
+        // (-I + U^T V) x per element (first = V^T, second = U), or x^T (-I + U^T V) (first = U^T, second = V), for
+        // factors [batch, used, width]. Both products are row vectors times matrices ([b, 1, n] x [b, n, m], then
+        // [b, 1, m] x [b, m, n]): libtorch's CPU bmm runs that form ~20x faster than [b, m, n] x [b, n, 1].
+        // With Row set, the second goes row by row into `into` (which may be x itself): the same gemm per row as
+        // bmm's, so the same values. Otherwise a fresh tensor.
+        public Tensor Product(Tensor x, Tensor first, Tensor second, Tensor into)
+        {
+            var s = torch.bmm(x.unsqueeze(1), first);
+            if (Row is null) return torch.bmm(s, second).squeeze(1).sub_(x);
+            bool inPlace = ReferenceEquals(into, x);
+            for (long i = 0; i < _ctx.Batch; i++)
+            {
+                using var target = into.narrow(0, i, 1);
+                using var si = s.select(0, i);
+                using var wi = second.select(0, i);
+                if (!inPlace) target.addmm_(si, wi, 0, 1);
+                else target.neg_().add_(Row.addmm_(si, wi, 0, 1));   // -x + p is p - x exactly
+            }
+            return inPlace ? into : into.sub_(x);
+        }
     }
 
     // The first `used` slots of U and V, [b, used, n], and their transposes [b, n, used].
@@ -143,26 +204,37 @@ public static class Broyden
         if (bo.LineSearch) (x, fx) = LineSearch(ctx, z, st.G, st.JG.neg(), bo.LineSearchTrials);
         else fx = ctx.Evaluate(x = z - st.JG);
         var g = st.NextG.copy_(fx).sub_(x);                              // fx - x, in the spare buffer
-        var dx = st.Dx.copy_(x).sub_(z);
-        var dg = st.Dg.copy_(g).sub_(st.G);
-        var jg = Product(g, w.VT, w.U);                                  // product 1: J^-1 g_new
-        var vt = Product(dx, w.UT, w.V);                                 // product 2: dx^T J^-1
+        var dx = Factors.Difference(x, z, st.Dx);
+        var dg = Factors.Difference(g, st.G, st.Dg);
+        var jg = st.Product(g, w.VT, w.U, into: st.G);                  // product 1: J^-1 g_new (the old g is spent)
         // Good Broyden: J^-1 += (dx - J^-1 dg) (dx^T J^-1) / (dx^T J^-1 dg), with J^-1 dg = J^-1 g_new - J^-1 g.
+        // In place, each in the same arithmetic as its out-of-place form (a - b = -(b - a) exactly), so the iterates
+        // are the same to the bit.
+        var u = st.JG.sub_(jg).add_(dx);                                 // (the old J^-1 g is spent: its buffer)
+        var vt = st.Product(dx, w.UT, w.V, into: dx);                   // product 2: dx^T J^-1 (dx is spent after it)
         // A denominator at or below 1e-30 in size (or NaN) drops the update: it becomes Inf, so u becomes 0
-        // (or NaN, zeroed next). In place, each in the same arithmetic as its out-of-place form (a - b = -b + a
-        // exactly), so the iterates are the same to the bit.
-        var u = st.G.copy_(jg).sub_(st.JG).neg_().add_(dx);              // (the old g is spent: its buffer)
+        // (or NaN, zeroed next).
         var denom = dg.mul_(vt).sum(1, keepdim: true);
-        u.div_(denom.masked_fill_(denom.abs().le(1e-30), double.PositiveInfinity)).nan_to_num_(0, 0, 0);
+        u.div_(SmallToInfinity(denom)).nan_to_num_(0, 0, 0);
         vt.nan_to_num_(0, 0, 0);
         // J_new^-1 g_new = J^-1 g_new - (the overwritten slot's term, once the ring is full) + the new term.
-        // dx and dg are spent: their buffers hold the products below.
-        if (k >= mem) jg.sub_(dx.copy_(st.USlot[slot]).mul_(dg.copy_(st.VSlot[slot]).mul_(g).sum(1, keepdim: true)));
-        jg.add_(dx.copy_(u).mul_(dg.copy_(vt).mul_(g).sum(1, keepdim: true)));
+        if (k >= mem) jg.sub_(st.Times(st.USlot[slot], st.Times(st.VSlot[slot], g).sum(1, keepdim: true)));
+        jg.add_(st.Times(u, st.Times(vt, g).sum(1, keepdim: true)));
         st.USlot[slot].copy_(u);
         st.VSlot[slot].copy_(vt);
         st.Advance(jg);
         return new Iterate(x, fx) { Residual = g };
+    }
+
+    // |denominator| <= 1e-30 (or NaN) -> Inf. On the CPU the [batch, 1] values are read in place and the three ops
+    // skipped when none is (almost always; a no-op then, so the same bits); elsewhere a host read would be a sync.
+    // (libtorch compares float32 with the bound rounded to float32, so the host does too.)
+    static Tensor SmallToInfinity(Tensor denom)
+    {
+        const double tiny = 1e-30;
+        double bound = denom.dtype switch { ScalarType.Float64 => tiny, ScalarType.Float32 => (float)tiny, _ => double.NaN };
+        if (!double.IsNaN(bound) && !SolveLedger.OnDevice(denom) && Residuals.ToHost(denom).All(d => Math.Abs(d) > bound)) return denom;
+        return denom.masked_fill_(denom.abs().le(tiny), double.PositiveInfinity);
     }
 
     // Per element: when ||g|| exceeds `factor` x its lowest, go back to the lowest iterate and forget the
@@ -210,10 +282,4 @@ public static class Broyden
         }
         return (x, fx);
     }
-
-    // (-I + U^T V) x per element (first = V^T, second = U), or x^T (-I + U^T V) (first = U^T, second = V), for
-    // factors [batch, used, width]. Both products are row vectors times matrices ([b, 1, n] x [b, n, m], then
-    // [b, 1, m] x [b, m, n]): libtorch's CPU bmm runs that form ~20x faster than [b, m, n] x [b, n, 1].
-    static Tensor Product(Tensor x, Tensor first, Tensor second) =>
-        torch.bmm(torch.bmm(x.unsqueeze(1), first), second).squeeze(1).sub_(x);
 }
