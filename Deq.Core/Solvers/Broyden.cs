@@ -115,7 +115,6 @@ public static class Broyden
         // Set where the products go row by row (ProductsRowWise): the one row they need of their own.
         public Tensor? Row { get; }
 
-
         public Tensor BestX { get; } = null!;
         public Tensor BestG { get; } = null!;
         public Tensor BestNorm { get; } = null!;

@@ -60,6 +60,10 @@ let withElementOne (bad: Tensor -> Tensor) =
     let mask = torch.tensor([| false; true; false |]).reshape(3L, 1L)
     f, (fun (z: Tensor) -> torch.where(mask, bad z, f z))
 
+/// `withElementOne`'s map where element 1 contracts (0.5 z + 1) until its L1 norm passes 2, then turns NaN.
+let elementOneTurnsNaN () =
+    snd (withElementOne (fun z -> torch.where(z.abs().sum(1L, true).gt((2.0).ToScalar()), z * System.Double.NaN, 0.5 * z + 1.0)))
+
 let private sizes rhoLo rhoHi =
     gen {
         let! seed = Gen.choose (0, 1_000_000)
