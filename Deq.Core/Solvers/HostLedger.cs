@@ -4,8 +4,8 @@ using static TorchSharp.torch;
 namespace Deq.Solvers;
 
 /// <summary>
-/// The ledger for CPU tensors: each step computes the two norms as tensors and reads them (no copy to make:
-/// the host is the device); the rule runs in C# in float64, and the best iterate takes one copy when every
+/// The ledger for CPU tensors: each step reads the two norms from the tensors' memory (<see cref="HostReductions"/>; no
+/// copy to make: the host is the device); the rule runs in C# in float64, and the best iterate takes one copy when every
 /// element improved, a where (on a mask the host writes in place) when some did.
 /// </summary>
 internal sealed class HostLedger : SolveLedger
@@ -20,9 +20,7 @@ internal sealed class HostLedger : SolveLedger
 
     public override bool Record(Iterate it, int step)
     {
-        double[] abs, fzNorm;
-        using (torch.NewDisposeScope())
-            (abs, fzNorm) = (Residuals.ToHost(Residual(it, _o.Norm)), Residuals.ToHost(Norms.PerRow(it.Fz, _o.Norm)));
+        var (abs, fzNorm) = ResidualNorms(it);
         _abs.Add(abs);
         _fzNorm.Add(fzNorm);
         if (_best is null) Start(it, fzNorm);
@@ -72,6 +70,16 @@ internal sealed class HostLedger : SolveLedger
         return !done;
     }
 
+    // ||f(z) - z|| and ||f(z)|| per row: read from the tensors' memory where the host can, else as tensor ops.
+    (double[] Abs, double[] FzNorm) ResidualNorms(Iterate it)
+    {
+        var other = it.Residual ?? it.Z;
+        if (HostReductions.Reads(it.Fz, _o.Norm) && HostReductions.Reads(other, _o.Norm))
+            return HostReductions.Rows(it.Fz, other, otherIsDifference: it.Residual is not null);
+        using (torch.NewDisposeScope())
+            return (Residuals.ToHost(Residual(it, _o.Norm)), Residuals.ToHost(Norms.PerRow(it.Fz, _o.Norm)));
+    }
+
     double Metric(double abs, double fzNorm, double cap) =>
         _o.Stop == StopMode.Absolute ? abs : abs / Math.Min(fzNorm + 1e-12, cap);
 
@@ -87,7 +95,8 @@ internal sealed class HostLedger : SolveLedger
     void Start(Iterate it, double[] fzNorm)
     {
         double[] zNorm;
-        using (torch.NewDisposeScope()) zNorm = Residuals.ToHost(Norms.PerRow(it.Z, _o.Norm));
+        if (HostReductions.Reads(it.Z, _o.Norm)) zNorm = HostReductions.Rows(it.Z, null).F;
+        else using (torch.NewDisposeScope()) zNorm = Residuals.ToHost(Norms.PerRow(it.Z, _o.Norm));
         _start = zNorm.Zip(fzNorm, (z, f) => Math.Max(Math.Max(z, f), 1e-30)).ToArray();
         _cap = _start.Select(s => s / Math.Sqrt(_o.Tol)).ToArray();
         _growthCap = _start.Select(s => s * _o.MaxGrowth).ToArray();

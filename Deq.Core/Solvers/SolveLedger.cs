@@ -19,9 +19,10 @@ namespace Deq.Solvers;
 /// best of those steps.
 ///
 /// Two back ends keep the same rule. On an accelerator (<see cref="DeviceLedger"/>) the bookkeeping stays
-/// in device tensors and the host reads one flag per check. On the CPU (<see cref="HostLedger"/>) reading a
-/// [batch] tensor costs nothing and every tensor op costs a dispatch (about 2 us, as much as the whole
-/// rule in C#), so the rule runs on the host over the two norms, in float64. A test holds them equal.
+/// in device tensors and the host reads one flag per check. On the CPU (<see cref="HostLedger"/>) reading
+/// memory costs nothing and every tensor op costs a dispatch and a fresh output (3-5 us on the toy, as much
+/// as the whole rule in C#), so the host computes the two norms from the tensors' memory (<see cref="HostReductions"/>)
+/// and runs the rule over them in float64. A test holds the two equal (the norms to round-off).
 /// </summary>
 internal abstract class SolveLedger : IDisposable
 {
