@@ -73,7 +73,8 @@ public static class Broyden
         Window? _full;
         // g, J^-1 g and a spare, [batch, width] each, whose roles rotate (Advance): a step writes g_new into the
         // spare, J^-1 g_new into the old g's buffer (spent once dg is formed) and u into the old J^-1 g's (spent once
-        // u is formed). With Dx and Dg (where fresh is new pages) that is five buffers; f runs beside them.
+        // u is formed). With Dx and Dg (where fresh is new pages) that is five buffers; f runs beside them. Where
+        // fresh is cheap, g_new and J^-1 g_new are fresh tensors that take over their roles (Advance).
         Tensor _g, _jg, _spare;
 
         public Factors(SolveContext ctx, int memory, Iterate first, bool safeguard)
@@ -124,7 +125,8 @@ public static class Broyden
         public Tensor[] USlot { get; }
         public Tensor[] VSlot { get; }
         public Tensor G => _g;
-        public Tensor NextG => _spare;
+        // g_new = f(x) - x: into the spare where fresh is new pages, else fresh (one op, not a copy and one).
+        public Tensor NewG(Tensor fx, Tensor x) => Dx is null ? fx - x : _spare.copy_(fx).sub_(x);
         public Tensor JG => _jg;
 
         // While the ring fills, the step's own views; once it is full, one set kept for the rest of the solve.
@@ -139,9 +141,9 @@ public static class Broyden
             return _full;
         }
 
-        // g_new (in the spare) becomes G, jg becomes JG, and the old JG's buffer (u, copied into its slot) the spare.
-        // jg is the old G's buffer when the product wrote in place; a fresh tensor replaces it otherwise.
-        public void Advance(Tensor jg)
+        // g_new becomes G, jg becomes JG, and the old JG's buffer (u, copied into its slot) the spare. Each is a buffer
+        // when written in place (g_new the spare, jg the old G's) and a fresh tensor otherwise, which replaces it.
+        public void Advance(Tensor g, Tensor jg)
         {
             var (oldG, oldJg) = (_g, _jg);
             if (!ReferenceEquals(jg, oldG))
@@ -149,7 +151,12 @@ public static class Broyden
                 oldG.Dispose();
                 jg.DetachFromDisposeScope();
             }
-            (_g, _jg, _spare) = (_spare, jg, oldJg);
+            if (!ReferenceEquals(g, _spare))
+            {
+                _spare.Dispose();
+                g.DetachFromDisposeScope();
+            }
+            (_g, _jg, _spare) = (g, jg, oldJg);
         }
 
         public void Release()
@@ -202,7 +209,7 @@ public static class Broyden
         Tensor x, fx;
         if (bo.LineSearch) (x, fx) = LineSearch(ctx, z, st.G, st.JG.neg(), bo.LineSearchTrials);
         else fx = ctx.Evaluate(x = z - st.JG);
-        var g = st.NextG.copy_(fx).sub_(x);                              // fx - x, in the spare buffer
+        var g = st.NewG(fx, x);
         var dx = Factors.Difference(x, z, st.Dx);
         var dg = Factors.Difference(g, st.G, st.Dg);
         var jg = st.Product(g, w.VT, w.U, into: st.G);                  // product 1: J^-1 g_new (the old g is spent)
@@ -214,15 +221,22 @@ public static class Broyden
         // A denominator at or below 1e-30 in size (or NaN) drops the update: it becomes Inf, so u becomes 0
         // (or NaN, zeroed next).
         var denom = dg.mul_(vt).sum(1, keepdim: true);
-        u.div_(SmallToInfinity(denom)).nan_to_num_(0, 0, 0);
-        vt.nan_to_num_(0, 0, 0);
+        ZeroNonFinite(u.div_(SmallToInfinity(denom)));
+        ZeroNonFinite(vt);
         // J_new^-1 g_new = J^-1 g_new - (the overwritten slot's term, once the ring is full) + the new term.
         if (k >= mem) jg.sub_(st.Times(st.USlot[slot], st.Times(st.VSlot[slot], g).sum(1, keepdim: true)));
         jg.add_(st.Times(u, st.Times(vt, g).sum(1, keepdim: true)));
         st.USlot[slot].copy_(u);
         st.VSlot[slot].copy_(vt);
-        st.Advance(jg);
+        st.Advance(g, jg);
         return new Iterate(x, fx) { Residual = g };
+    }
+
+    // NaN and the infinities -> 0. On the CPU the entries are read in place and the op skipped when all are finite
+    // (almost always; a no-op then, so the same bits); elsewhere a host read would be a sync.
+    static void ZeroNonFinite(Tensor t)
+    {
+        if (SolveLedger.OnDevice(t) || HostReductions.AllFinite(t) != true) t.nan_to_num_(0, 0, 0);
     }
 
     // |denominator| <= 1e-30 (or NaN) -> Inf. On the CPU the [batch, 1] values are read in place and the three ops
