@@ -51,6 +51,11 @@ public static class Broyden
     internal static bool? ForceRowWise { get => _forceRowWise; set => _forceRowWise = value; }
     [ThreadStatic] static bool? _forceRowWise;
 
+    /// <summary>Forces the products on this thread (true: in C#, <see cref="HostProducts"/>; false: libtorch's); null picks
+    /// by <see cref="HostProducts.Suit"/> where fresh is cheap. For tests.</summary>
+    internal static bool? ForceHostProducts { get => _forceHostProducts; set => _forceHostProducts = value; }
+    [ThreadStatic] static bool? _forceHostProducts;
+
     /// <summary>
     /// Whether a fresh [batch, width] tensor would be new pages the kernel faults in: CPU, at or above the mmap
     /// threshold that <see cref="Native.FreedMemory"/> set. A step then writes its temporaries into buffers it keeps;
@@ -98,7 +103,11 @@ public static class Broyden
             }
             if (FreshIsNewPages(z, b, n)) (Dx, Dg) = (ctx.Keep(Fresh(ctx, z)), ctx.Keep(Fresh(ctx, z)));
             if (ProductsRowWise(z, b, n)) Row = ctx.Keep(torch.empty(1, n, dtype: z.dtype, device: z.device));
+            Host = ForceHostProducts ?? (Dx is null && HostProducts.Suit(U));
         }
+
+        // Set where the products run in C# (small CPU problems, HostProducts).
+        public bool Host { get; }
 
         static Tensor Fresh(SolveContext ctx, Tensor z) => torch.empty(ctx.Batch, ctx.Width, dtype: z.dtype, device: z.device);
 
@@ -202,7 +211,7 @@ public static class Broyden
     {
         int k = ctx.Step - 1, mem = bo.Memory;
         int used = Math.Min(k, mem), slot = k % mem;
-        var w = st.At(used);
+        var w = st.Host ? null : st.At(used);
         var z = it.Z;
         if (bo.Safeguard > 0) z = Safeguard(st, z, bo.Safeguard);
         // The step is -J^-1 g; without a line search x = z - J^-1 g, which is z + (-J^-1 g) exactly.
@@ -212,12 +221,14 @@ public static class Broyden
         var g = st.NewG(fx, x);
         var dx = Factors.Difference(x, z, st.Dx);
         var dg = Factors.Difference(g, st.G, st.Dg);
-        var jg = st.Product(g, w.VT, w.U, into: st.G);                  // product 1: J^-1 g_new (the old g is spent)
+        var jg = st.Host ? HostProducts.Product(g, st.V, st.U, used, into: st.G)    // product 1: J^-1 g_new (the old g is spent)
+            : st.Product(g, w!.VT, w.U, into: st.G);
         // Good Broyden: J^-1 += (dx - J^-1 dg) (dx^T J^-1) / (dx^T J^-1 dg), with J^-1 dg = J^-1 g_new - J^-1 g.
         // In place, each in the same arithmetic as its out-of-place form (a - b = -(b - a) exactly), so the iterates
         // are the same to the bit.
         var u = st.JG.sub_(jg).add_(dx);                                 // (the old J^-1 g is spent: its buffer)
-        var vt = st.Product(dx, w.UT, w.V, into: dx);                   // product 2: dx^T J^-1 (dx is spent after it)
+        var vt = st.Host ? HostProducts.Product(dx, st.U, st.V, used, into: dx)     // product 2: dx^T J^-1 (dx is spent after it)
+            : st.Product(dx, w!.UT, w.V, into: dx);
         // A denominator at or below 1e-30 in size (or NaN) drops the update: it becomes Inf, so u becomes 0
         // (or NaN, zeroed next).
         var denom = dg.mul_(vt).sum(1, keepdim: true);

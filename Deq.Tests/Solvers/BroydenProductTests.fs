@@ -9,10 +9,25 @@ open Deq.Solvers
 open Deq.FSharp
 open Deq.Tests.Support.Generators
 
+// libtorch's products, row by row into buffers or batched.
 let private withRows (rows: bool) (solve: Solver) f (z0: Tensor) =
     Broyden.ForceRowWise <- Nullable rows
+    Broyden.ForceHostProducts <- Nullable false
     try Solver.run solve f z0
-    finally Broyden.ForceRowWise <- Nullable()
+    finally
+        Broyden.ForceRowWise <- Nullable()
+        Broyden.ForceHostProducts <- Nullable()
+
+// The batched form's products in C# or in libtorch.
+let private withHost (host: bool) (solve: Solver) f (z0: Tensor) =
+    Broyden.ForceRowWise <- Nullable false
+    Broyden.ForceHostProducts <- Nullable host
+    try Solver.run solve f z0
+    finally
+        Broyden.ForceRowWise <- Nullable()
+        Broyden.ForceHostProducts <- Nullable()
+
+let private maxAbs (a: Tensor) (b: Tensor) = (a - b).abs().max().``to``(ScalarType.Float64).item<float>()
 
 let private bits (t: Tensor) =
     t.``to``(ScalarType.Float64).data<float>().ToArray() |> Array.map BitConverter.DoubleToInt64Bits
@@ -44,6 +59,49 @@ let products =
                     Expect.equal (bits rows.Value) (bits batched.Value) $"{what}: the same best iterate, bit for bit"
                     compared <- compared + 1
             Expect.equal compared 10 "every case ran both ways"
+        }
+
+        test "the products in C# equal sum_j (a_j . x) b_j - x over the used rows, into x itself or another tensor (float64)" {
+            use scope = torch.NewDisposeScope()
+            let g = new torch.Generator(17UL)
+            for width in [ 7L; 128L ] do
+                for used in [ 1; 3; 5 ] do
+                    let a = torch.randn([| 3L; 5L; width |], dtype = ScalarType.Float64, generator = g)
+                    let b = torch.randn([| 3L; 5L; width |], dtype = ScalarType.Float64, generator = g)
+                    let x = torch.randn([| 3L; width |], dtype = ScalarType.Float64, generator = g)
+                    let (au: Tensor), (bu: Tensor) = a.narrow(1, 0L, int64 used), b.narrow(1, 0L, int64 used)
+                    let expected = torch.bmm(torch.bmm(x.unsqueeze(1), au.transpose(1, 2)), bu).squeeze(1) - x
+                    let into = torch.empty_like(x)
+                    let what = $"width {width}, {used} of 5 rows"
+                    Expect.isLessThan (maxAbs (HostProducts.Product(x, a, b, used, into)) expected) 1e-12 $"{what}, into another tensor"
+                    Expect.isLessThan (maxAbs (HostProducts.Product(x, a, b, used, x)) expected) 1e-12 $"{what}, into x"
+        }
+
+        test "Broyden with its products in C# takes the steps of libtorch's products, its iterates equal to round-off (float64), a NaN element included" {
+            use scope = torch.NewDisposeScope()
+            let tanh = snd ({ TanhProblem.Seed = 5; N = 12; Batch = 4; Rho = 0.95 }.Build())
+            for name, bo, f, b, n in
+                [ "memory 30", BroydenOptions(), tanh, 4L, 12L
+                  "memory 3, the ring wraps", BroydenOptions(Memory = 3), tanh, 4L, 12L
+                  "line search", BroydenOptions(Memory = 3, LineSearch = true), tanh, 4L, 12L
+                  "safeguard", BroydenOptions(Memory = 4, Safeguard = 10.0), tanh, 4L, 12L
+                  "element 1 turns NaN", BroydenOptions(Memory = 3), elementOneTurnsNaN (), 3L, 6L ] do
+                let solve = Broyden.Create(SolverOptions(Tol = 1e-30, MaxIter = 25), bo)
+                let z0 = torch.zeros([| b; n |], dtype = ScalarType.Float64)
+                let host, libtorch = withHost true solve f z0, withHost false solve f z0
+                Expect.equal host.StatusPerElement libtorch.StatusPerElement name
+                Expect.equal host.StepsPerElement libtorch.StepsPerElement name
+                Expect.isLessThan (maxAbs host.Value libtorch.Value) 1e-12 $"{name}: the best iterates"
+        }
+
+        test "the products run in C# for small CPU factors only" {
+            use scope = torch.NewDisposeScope()
+            let suit (shape: int64[]) (dtype: ScalarType) = HostProducts.Suit(torch.empty(shape, dtype = dtype))
+            Expect.isTrue (suit [| 64L; 30L; 128L |] ScalarType.Float32) "the toy's factors: 0.9 MiB"
+            Expect.isFalse (suit [| 4L; 30L; 30720L |] ScalarType.Float32) "h 512's: 14 MiB, BLAS over long rows"
+            Expect.isFalse (suit [| 16L; 30L; 1024L |] ScalarType.Float32) "rows of 1024: BLAS's calls pay for themselves"
+            Expect.isFalse (suit [| 1024L; 30L; 128L |] ScalarType.Float32) "15 MiB of short rows"
+            Expect.isFalse (suit [| 64L; 30L; 128L |] ScalarType.Float16) "float16"
         }
 
         test "the row form is chosen where a fresh product would be new pages, and only there" {
