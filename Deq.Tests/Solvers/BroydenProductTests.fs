@@ -9,23 +9,27 @@ open Deq.Solvers
 open Deq.FSharp
 open Deq.Tests.Support.Generators
 
-// libtorch's products, row by row into buffers or batched.
-let private withRows (rows: bool) (solve: Solver) f (z0: Tensor) =
-    Broyden.ForceRowWise <- Nullable rows
-    Broyden.ForceHostProducts <- Nullable false
-    try Solver.run solve f z0
-    finally
-        Broyden.ForceRowWise <- Nullable()
-        Broyden.ForceHostProducts <- Nullable()
-
-// The batched form's products in C# or in libtorch.
-let private withHost (host: bool) (solve: Solver) f (z0: Tensor) =
-    Broyden.ForceRowWise <- Nullable false
+// A solve with Broyden's products in a given form: libtorch's row by row into buffers or batched, or the batched
+// form's in C#.
+let private withForm (rowWise: bool) (host: bool) (solve: Solver) f (z0: Tensor) =
+    Broyden.ForceRowWise <- Nullable rowWise
     Broyden.ForceHostProducts <- Nullable host
     try Solver.run solve f z0
     finally
         Broyden.ForceRowWise <- Nullable()
         Broyden.ForceHostProducts <- Nullable()
+
+let private withRows rows = withForm rows false
+let private withHost host = withForm false host
+
+// Broyden's paths: a full ring, a wrapping one, line search, safeguard, and an element that turns NaN.
+let private cases () =
+    let tanh = snd ({ TanhProblem.Seed = 5; N = 12; Batch = 4; Rho = 0.95 }.Build())
+    [ "memory 30", BroydenOptions(), tanh, 4L, 12L
+      "memory 3, the ring wraps", BroydenOptions(Memory = 3), tanh, 4L, 12L
+      "line search", BroydenOptions(Memory = 3, LineSearch = true), tanh, 4L, 12L
+      "safeguard", BroydenOptions(Memory = 4, Safeguard = 10.0), tanh, 4L, 12L
+      "element 1 turns NaN", BroydenOptions(Memory = 3), elementOneTurnsNaN (), 3L, 6L ]
 
 let private maxAbs (a: Tensor) (b: Tensor) = (a - b).abs().max().``to``(ScalarType.Float64).item<float>()
 
@@ -37,17 +41,9 @@ let products =
     testList "Broyden's products" [
         test "row by row into buffers gives the iterates of the batched form to the bit (ring wrap, line search, safeguard, a NaN element; float64 and float32)" {
             use scope = torch.NewDisposeScope()
-            let tanh = snd ({ TanhProblem.Seed = 5; N = 12; Batch = 4; Rho = 0.95 }.Build())
-            let nan = elementOneTurnsNaN ()
-            let cases =
-                [ "memory 30", BroydenOptions(), tanh, 4L, 12L
-                  "memory 3, the ring wraps", BroydenOptions(Memory = 3), tanh, 4L, 12L
-                  "line search", BroydenOptions(Memory = 3, LineSearch = true), tanh, 4L, 12L
-                  "safeguard", BroydenOptions(Memory = 4, Safeguard = 10.0), tanh, 4L, 12L
-                  "element 1 turns NaN", BroydenOptions(Memory = 3), nan, 3L, 6L ]
             let mutable compared = 0
             for dtype in [ ScalarType.Float64; ScalarType.Float32 ] do
-                for name, bo, f, b, n in cases do
+                for name, bo, f, b, n in cases () do
                     let f (z: Tensor) = (f (z.``to``(ScalarType.Float64))).``to``(dtype)
                     let solve = Broyden.Create(SolverOptions(Tol = 1e-30, MaxIter = 25), bo)
                     let z0 = torch.zeros([| b; n |], dtype = dtype)
@@ -79,13 +75,7 @@ let products =
 
         test "Broyden with its products in C# takes the steps of libtorch's products, its iterates equal to round-off (float64), a NaN element included" {
             use scope = torch.NewDisposeScope()
-            let tanh = snd ({ TanhProblem.Seed = 5; N = 12; Batch = 4; Rho = 0.95 }.Build())
-            for name, bo, f, b, n in
-                [ "memory 30", BroydenOptions(), tanh, 4L, 12L
-                  "memory 3, the ring wraps", BroydenOptions(Memory = 3), tanh, 4L, 12L
-                  "line search", BroydenOptions(Memory = 3, LineSearch = true), tanh, 4L, 12L
-                  "safeguard", BroydenOptions(Memory = 4, Safeguard = 10.0), tanh, 4L, 12L
-                  "element 1 turns NaN", BroydenOptions(Memory = 3), elementOneTurnsNaN (), 3L, 6L ] do
+            for name, bo, f, b, n in cases () do
                 let solve = Broyden.Create(SolverOptions(Tol = 1e-30, MaxIter = 25), bo)
                 let z0 = torch.zeros([| b; n |], dtype = ScalarType.Float64)
                 let host, libtorch = withHost true solve f z0, withHost false solve f z0
