@@ -73,9 +73,7 @@ internal sealed class HostLedger : SolveLedger
     // ||f(z) - z|| and ||f(z)|| per row: read from the tensors' memory where the host can, else as tensor ops.
     (double[] Abs, double[] FzNorm) ResidualNorms(Iterate it)
     {
-        var other = it.Residual ?? it.Z;
-        if (HostReductions.Reads(it.Fz, _o.Norm) && HostReductions.Reads(other, _o.Norm))
-            return HostReductions.Rows(it.Fz, other, otherIsDifference: it.Residual is not null);
+        if (Residuals.FromMemory(it.Z, it.Fz, _o.Norm, it.Residual) is { } read) return read;
         using (torch.NewDisposeScope())
             return (Residuals.ToHost(Residual(it, _o.Norm)), Residuals.ToHost(Norms.PerRow(it.Fz, _o.Norm)));
     }

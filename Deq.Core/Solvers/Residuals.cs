@@ -18,6 +18,19 @@ internal static class Residuals
     }
 
     /// <summary>
+    /// ||f(z) - z|| and ||f(z)|| per row of a flat step [batch, width], read from the tensors' memory where
+    /// <see cref="HostReductions"/> can (the CPU ledger's path); null where it cannot. <paramref name="difference"/>:
+    /// f(z) - z, when the step kept it.
+    /// </summary>
+    public static (double[] Abs, double[] FzNorm)? FromMemory(Tensor z, Tensor fz, ResidualNorm norm, Tensor? difference = null)
+    {
+        var other = difference ?? z;
+        return HostReductions.Reads(fz, norm) && HostReductions.Reads(other, norm)
+            ? HostReductions.Rows(fz, other, otherIsDifference: difference is not null)
+            : null;
+    }
+
+    /// <summary>
     /// A per-element tensor as float64 values on the host. A contiguous CPU float32/float64 tensor is read from its
     /// memory: <c>data&lt;T&gt;().ToArray()</c> reads element by element through an accessor (4 us for 64 floats, 0.2 us so).
     /// </summary>

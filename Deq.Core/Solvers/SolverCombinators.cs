@@ -15,19 +15,10 @@ public sealed record SolverStep(int Step, int Evaluation, Tensor Z, Tensor Fz, d
 {
     internal static SolverStep At(SolveContext ctx, Iterate it)
     {
-        double[] absHost, relHost;
-        if (HostReductions.Reads(it.Fz, ctx.Options.Norm) && HostReductions.Reads(it.Z, ctx.Options.Norm))
-        {
-            // As the CPU ledger reads them, so that the observer sees the ledger's numbers.
-            var (abs, fz) = HostReductions.Rows(it.Fz, it.Z);
-            (absHost, relHost) = (abs, abs.Zip(fz, (a, n) => a / (n + 1e-12)).ToArray());
-        }
-        else
-            using (torch.NewDisposeScope())
-            {
-                var abs = ctx.Norm(it.Fz - it.Z);
-                (absHost, relHost) = (Residuals.ToHost(abs), Residuals.ToHost(abs / (ctx.Norm(it.Fz) + 1e-12)));
-            }
+        // As the CPU ledger reads them where it can, so that the observer sees the ledger's numbers.
+        var (absHost, relHost) = Residuals.FromMemory(it.Z, it.Fz, ctx.Options.Norm) is { } read
+            ? (read.Abs, read.Abs.Zip(read.FzNorm, (a, n) => a / (n + 1e-12)).ToArray())
+            : Residuals.PerElement(it.Z, it.Fz, ctx.Options.Norm);
         // The views belong to the step's scope, which ends after the callback.
         return new SolverStep(ctx.Step, ctx.Evaluations, it.Z.reshape(ctx.Shape), it.Fz.reshape(ctx.Shape), absHost, relHost, ctx.Options.Norm);
     }
