@@ -51,10 +51,10 @@ public static class Broyden
     internal static bool? ForceRowWise { get => _forceRowWise; set => _forceRowWise = value; }
     [ThreadStatic] static bool? _forceRowWise;
 
-    /// <summary>Forces the products on this thread (true: in C#, <see cref="HostProducts"/>; false: libtorch's); null picks
-    /// by <see cref="HostProducts.Suit"/> where fresh is cheap. For tests.</summary>
-    internal static bool? ForceHostProducts { get => _forceHostProducts; set => _forceHostProducts = value; }
-    [ThreadStatic] static bool? _forceHostProducts;
+    /// <summary>Forces the step's form after f on this thread (true: in C#, <see cref="BroydenHostStep"/>; false: libtorch's
+    /// ops); null picks by <see cref="BroydenHostStep.Suit"/>. For tests and benchmarks.</summary>
+    internal static bool? ForceHostStep { get => _forceHostStep; set => _forceHostStep = value; }
+    [ThreadStatic] static bool? _forceHostStep;
 
     /// <summary>
     /// Whether a fresh [batch, width] tensor would be new pages the kernel faults in: CPU, at or above the mmap
@@ -101,12 +101,12 @@ public static class Broyden
                 BestG = ctx.Keep(G.clone());
                 BestNorm = ctx.Keep(G.norm(1));
             }
-            if (FreshIsNewPages(z, b, n)) (Dx, Dg) = (ctx.Keep(Fresh(ctx, z)), ctx.Keep(Fresh(ctx, z)));
-            if (ProductsRowWise(z, b, n)) Row = ctx.Keep(torch.empty(1, n, dtype: z.dtype, device: z.device));
-            Host = ForceHostProducts ?? (Dx is null && HostProducts.Suit(U));
+            Host = ForceHostStep ?? BroydenHostStep.Suit(U);
+            if (Host || FreshIsNewPages(z, b, n)) (Dx, Dg) = (ctx.Keep(Fresh(ctx, z)), ctx.Keep(Fresh(ctx, z)));
+            if (!Host && ProductsRowWise(z, b, n)) Row = ctx.Keep(torch.empty(1, n, dtype: z.dtype, device: z.device));
         }
 
-        // Set where the products run in C# (small CPU problems, HostProducts).
+        // Set where the step after f runs in C# (CPU float32/float64, BroydenHostStep), into the buffers.
         public bool Host { get; }
 
         static Tensor Fresh(SolveContext ctx, Tensor z) => torch.empty(ctx.Batch, ctx.Width, dtype: z.dtype, device: z.device);
@@ -137,6 +137,7 @@ public static class Broyden
         // g_new = f(x) - x: into the spare where fresh is new pages, else fresh (one op, not a copy and one).
         public Tensor NewG(Tensor fx, Tensor x) => Dx is null ? fx - x : _spare.copy_(fx).sub_(x);
         public Tensor JG => _jg;
+        public Tensor Spare => _spare;
 
         // While the ring fills, the step's own views; once it is full, one set kept for the rest of the solve.
         public Window At(int used)
@@ -211,24 +212,30 @@ public static class Broyden
     {
         int k = ctx.Step - 1, mem = bo.Memory;
         int used = Math.Min(k, mem), slot = k % mem;
-        var w = st.Host ? null : st.At(used);
         var z = it.Z;
         if (bo.Safeguard > 0) z = Safeguard(st, z, bo.Safeguard);
         // The step is -J^-1 g; without a line search x = z - J^-1 g, which is z + (-J^-1 g) exactly.
         Tensor x, fx;
         if (bo.LineSearch) (x, fx) = LineSearch(ctx, z, st.G, st.JG.neg(), bo.LineSearchTrials);
         else fx = ctx.Evaluate(x = z - st.JG);
+        if (st.Host && BroydenHostStep.Readable(z, x, fx))
+        {
+            // What follows, in C#: g_new into the spare, J_new^-1 g_new into the old g's buffer, u into the old J^-1 g's.
+            var (gNew, jgNew) = (st.Spare, st.G);
+            BroydenHostStep.Run(new(z, x, fx, st.G, st.JG, st.Spare, st.Dx!, st.Dg!, st.U, st.V, used, slot, k >= mem));
+            st.Advance(gNew, jgNew);
+            return new Iterate(x, fx) { Residual = gNew };
+        }
+        var w = st.At(used);
         var g = st.NewG(fx, x);
         var dx = Factors.Difference(x, z, st.Dx);
         var dg = Factors.Difference(g, st.G, st.Dg);
-        var jg = st.Host ? HostProducts.Product(g, st.V, st.U, used, into: st.G)    // product 1: J^-1 g_new (the old g is spent)
-            : st.Product(g, w!.VT, w.U, into: st.G);
+        var jg = st.Product(g, w.VT, w.U, into: st.G);                   // product 1: J^-1 g_new (the old g is spent)
         // Good Broyden: J^-1 += (dx - J^-1 dg) (dx^T J^-1) / (dx^T J^-1 dg), with J^-1 dg = J^-1 g_new - J^-1 g.
         // In place, each in the same arithmetic as its out-of-place form (a - b = -(b - a) exactly), so the iterates
         // are the same to the bit.
         var u = st.JG.sub_(jg).add_(dx);                                 // (the old J^-1 g is spent: its buffer)
-        var vt = st.Host ? HostProducts.Product(dx, st.U, st.V, used, into: dx)     // product 2: dx^T J^-1 (dx is spent after it)
-            : st.Product(dx, w!.UT, w.V, into: dx);
+        var vt = st.Product(dx, w.UT, w.V, into: dx);                    // product 2: dx^T J^-1 (dx is spent after it)
         // A denominator at or below 1e-30 in size (or NaN) drops the update: it becomes Inf, so u becomes 0
         // (or NaN, zeroed next).
         var denom = dg.mul_(vt).sum(1, keepdim: true);

@@ -197,10 +197,9 @@ public static class TrainingMemory
     // background thread: inside the measured step that compiler's memory would count as the step's, and more
     // of it the more steps N the step takes (measured: +2.6 MiB from N = 5 to N = 100 at h 256). So a small
     // core runs the same code paths (40 steps forward and back) for at least a second, and the compiler
-    // finishes, before anything is measured. The code is mostly what it is at any size, but Broyden computes its
-    // products in C# for rows of 512 entries or fewer, so the small core's rows are longer (sequence 24: 768 entries
-    // for the Transformer, 1 536 for the TrellisNet), as every probe's are; with rows of 512 the Broyden pair's libtorch
-    // products were compiled inside the measured step (+0.6 MiB).
+    // finishes, before anything is measured. The code is what it is at any size. (While Broyden chose its products'
+    // form by row length, rows of 512 here left the probe's form to compile inside the measured step, +0.6 MiB; the
+    // small core's sequence 24, rows of 768 and 1 536 entries, dates from then.)
     static void WarmUpCode(MemoryProbeConfig c)
     {
         using var small = BenchCore.Create(c.Family, 32, 24, 2, torch.CPU, c.Seed);

@@ -1,4 +1,5 @@
-/// Broyden's two forms of its low-rank products: batched (fresh tensors) and row by row into buffers.
+/// Broyden's forms of its step after f: libtorch's ops (products batched with fresh tensors, or row by row into
+/// buffers) and the C# form over the tensors' memory (BroydenHostStep).
 module Deq.Tests.Solvers.BroydenProductTests
 
 open System
@@ -9,23 +10,25 @@ open Deq.Solvers
 open Deq.FSharp
 open Deq.Tests.Support.Generators
 
-// A solve with Broyden's products in a given form: libtorch's row by row into buffers or batched, or the batched
-// form's in C#.
+// A solve with Broyden's step in a given form: libtorch's, its products row by row into buffers or batched, or C#'s.
 let private withForm (rowWise: bool) (host: bool) (solve: Solver) f (z0: Tensor) =
     Broyden.ForceRowWise <- Nullable rowWise
-    Broyden.ForceHostProducts <- Nullable host
+    Broyden.ForceHostStep <- Nullable host
     try Solver.run solve f z0
     finally
         Broyden.ForceRowWise <- Nullable()
-        Broyden.ForceHostProducts <- Nullable()
+        Broyden.ForceHostStep <- Nullable()
 
 let private withRows rows = withForm rows false
 let private withHost host = withForm false host
 
-// Broyden's paths: a full ring, a wrapping one, line search, safeguard, and an element that turns NaN.
+// Broyden's paths: a full ring, a wrapping one, line search, safeguard, an element that turns NaN, and a width that
+// leaves a tail after the SIMD vectors whatever their length.
 let private cases () =
     let tanh = snd ({ TanhProblem.Seed = 5; N = 12; Batch = 4; Rho = 0.95 }.Build())
+    let tanh13 = snd ({ TanhProblem.Seed = 6; N = 13; Batch = 3; Rho = 0.9 }.Build())
     [ "memory 30", BroydenOptions(), tanh, 4L, 12L
+      "width 13, memory 9", BroydenOptions(Memory = 9), tanh13, 3L, 13L
       "memory 3, the ring wraps", BroydenOptions(Memory = 3), tanh, 4L, 12L
       "line search", BroydenOptions(Memory = 3, LineSearch = true), tanh, 4L, 12L
       "safeguard", BroydenOptions(Memory = 4, Safeguard = 10.0), tanh, 4L, 12L
@@ -54,44 +57,46 @@ let products =
                     Expect.equal rows.StepsPerElement batched.StepsPerElement what
                     Expect.equal (bits rows.Value) (bits batched.Value) $"{what}: the same best iterate, bit for bit"
                     compared <- compared + 1
-            Expect.equal compared 10 "every case ran both ways"
+            Expect.equal compared 12 "every case ran both ways"
         }
 
-        test "the products in C# equal sum_j (a_j . x) b_j - x over the used rows, into x itself or another tensor (float64)" {
+        test "Broyden's step in C# takes the steps of libtorch's form, its iterates equal to round-off (float64; float32 to its own), a NaN element included" {
             use scope = torch.NewDisposeScope()
-            let g = new torch.Generator(17UL)
-            for width in [ 7L; 128L ] do
-                for used in [ 1; 3; 5 ] do
-                    let a = torch.randn([| 3L; 5L; width |], dtype = ScalarType.Float64, generator = g)
-                    let b = torch.randn([| 3L; 5L; width |], dtype = ScalarType.Float64, generator = g)
-                    let x = torch.randn([| 3L; width |], dtype = ScalarType.Float64, generator = g)
-                    let (au: Tensor), (bu: Tensor) = a.narrow(1, 0L, int64 used), b.narrow(1, 0L, int64 used)
-                    let expected = torch.bmm(torch.bmm(x.unsqueeze(1), au.transpose(1, 2)), bu).squeeze(1) - x
-                    let into = torch.empty_like(x)
-                    let what = $"width {width}, {used} of 5 rows"
-                    Expect.isLessThan (maxAbs (HostProducts.Product(x, a, b, used, into)) expected) 1e-12 $"{what}, into another tensor"
-                    Expect.isLessThan (maxAbs (HostProducts.Product(x, a, b, used, x)) expected) 1e-12 $"{what}, into x"
+            for dtype, tol in [ ScalarType.Float64, 1e-12; ScalarType.Float32, 1e-4 ] do
+                for name, bo, f, b, n in cases () do
+                    let f (z: Tensor) = (f (z.``to``(ScalarType.Float64))).``to``(dtype)
+                    let solve = Broyden.Create(SolverOptions(Tol = 1e-30, MaxIter = 25), bo)
+                    let z0 = torch.zeros([| b; n |], dtype = dtype)
+                    let host, libtorch = withHost true solve f z0, withHost false solve f z0
+                    let what = $"{name}, {dtype}"
+                    Expect.equal host.StatusPerElement libtorch.StatusPerElement what
+                    Expect.equal host.StepsPerElement libtorch.StepsPerElement what
+                    Expect.isLessThan (maxAbs host.Value libtorch.Value) tol $"{what}: the best iterates"
         }
 
-        test "Broyden with its products in C# takes the steps of libtorch's products, its iterates equal to round-off (float64), a NaN element included" {
+        test "Broyden's step in C# gives the same bits on one thread and on two (elements in parallel)" {
             use scope = torch.NewDisposeScope()
-            for name, bo, f, b, n in cases () do
-                let solve = Broyden.Create(SolverOptions(Tol = 1e-30, MaxIter = 25), bo)
-                let z0 = torch.zeros([| b; n |], dtype = ScalarType.Float64)
-                let host, libtorch = withHost true solve f z0, withHost false solve f z0
-                Expect.equal host.StatusPerElement libtorch.StatusPerElement name
-                Expect.equal host.StepsPerElement libtorch.StepsPerElement name
-                Expect.isLessThan (maxAbs host.Value libtorch.Value) 1e-12 $"{name}: the best iterates"
+            // Rows of 2 048 and up to 11 slots: large enough for the parallel form.
+            let f = snd ({ TanhProblem.Seed = 8; N = 2048; Batch = 3; Rho = 0.9 }.Build())
+            let solve = Broyden.Create(SolverOptions(Tol = 1e-30, MaxIter = 12), BroydenOptions(Memory = 5))
+            let z0 = torch.zeros([| 3L; 2048L |], dtype = ScalarType.Float64)
+            let threads = torch.get_num_threads()
+            let run n =
+                torch.set_num_threads n
+                try withHost true solve f z0 finally torch.set_num_threads threads
+            let one, two = run 1, run 2
+            Expect.equal two.StepsPerElement one.StepsPerElement "steps"
+            Expect.equal (bits two.Value) (bits one.Value) "the best iterate, bit for bit"
+            Expect.isLessThan (maxAbs one.Value (withHost false solve f z0).Value) 1e-12 "and libtorch's form's to round-off"
         }
 
-        test "the products run in C# for small CPU factors only" {
+        test "the step runs in C# for CPU float32 and float64 factors of any size" {
             use scope = torch.NewDisposeScope()
-            let suit (shape: int64[]) (dtype: ScalarType) = HostProducts.Suit(torch.empty(shape, dtype = dtype))
-            Expect.isTrue (suit [| 64L; 30L; 128L |] ScalarType.Float32) "the toy's factors: 0.9 MiB"
-            Expect.isFalse (suit [| 4L; 30L; 30720L |] ScalarType.Float32) "h 512's: 14 MiB, BLAS over long rows"
-            Expect.isFalse (suit [| 16L; 30L; 1024L |] ScalarType.Float32) "rows of 1024: BLAS's calls pay for themselves"
-            Expect.isFalse (suit [| 1024L; 30L; 128L |] ScalarType.Float32) "15 MiB of short rows"
+            let suit (shape: int64[]) (dtype: ScalarType) = BroydenHostStep.Suit(torch.empty(shape, dtype = dtype))
+            Expect.isTrue (suit [| 64L; 30L; 128L |] ScalarType.Float32) "the toy's factors"
+            Expect.isTrue (suit [| 4L; 30L; 30720L |] ScalarType.Float64) "h 512's"
             Expect.isFalse (suit [| 64L; 30L; 128L |] ScalarType.Float16) "float16"
+            Expect.isFalse (BroydenHostStep.Suit(torch.empty([| 4L; 30L; 8L |]).transpose(1L, 2L))) "factors that are not contiguous"
         }
 
         test "the row form is chosen where a fresh product would be new pages, and only there" {

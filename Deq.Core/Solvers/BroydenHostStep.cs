@@ -1,0 +1,285 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Deq.Solvers;
+
+/// <summary>
+/// The part of a Broyden step after f, for CPU float32/float64, in C# over the tensors' memory: per batch element, three
+/// passes over its row (differences; the two low-rank products with the update's terms; the rank-one update into the
+/// slot) where libtorch's form is some twenty ops, each a dispatch and a pass over [batch, width] (h 512: 1.7 of the step's
+/// 2.4 ms of bookkeeping), and the products' bmm is one BLAS gemv call per element (the toy: 256 tiny calls a step).
+/// The same formulas, term by term, as the libtorch form in <see cref="Broyden"/>; the dot products and the
+/// denominator sum in another order, so values agree with it to round-off, not to the bit. Elements are independent,
+/// so with several threads they run in parallel and give the same bits as on one.
+/// </summary>
+internal static class BroydenHostStep
+{
+    /// <summary>Whether the step runs here for factors like <paramref name="u"/> ([batch, memory, width]): CPU float32/float64.</summary>
+    public static bool Suit(Tensor u) =>
+        u.device_type == DeviceType.CPU && (u.dtype is ScalarType.Float32 or ScalarType.Float64) && u.is_contiguous();
+
+    /// <summary>Whether this step's tensors can be read as rows: each contiguous (a user's f may return a view).</summary>
+    public static bool Readable(params Tensor[] ts) => ts.All(t => t.is_contiguous());
+
+    /// <summary>The buffers and factors of one step, all [batch, width] but the factors.</summary>
+    /// <param name="Z">The iterate the step started from.</param>
+    /// <param name="X">Its new point.</param>
+    /// <param name="Fx">f(X).</param>
+    /// <param name="G">In: g at Z. Out: J_new^-1 g_new.</param>
+    /// <param name="JG">In: J^-1 g at Z. Out: u, the update's column, as written into its slot.</param>
+    /// <param name="NewG">Out: g_new = f(X) - X.</param>
+    /// <param name="Dx">Out: dx^T J^-1, the update's row (X - Z on the way).</param>
+    /// <param name="Dg">Out: g_new - g.</param>
+    /// <param name="U">Factors [batch, memory, width]; slot <paramref name="Slot"/> receives u.</param>
+    /// <param name="V">Factors; slot <paramref name="Slot"/> receives dx^T J^-1.</param>
+    /// <param name="Used">Slots in use before this step.</param>
+    /// <param name="Slot">The slot written (the oldest once the ring is full).</param>
+    /// <param name="Wrapped">Whether the slot held an update that this one replaces.</param>
+    public sealed record Buffers(Tensor Z, Tensor X, Tensor Fx, Tensor G, Tensor JG, Tensor NewG, Tensor Dx, Tensor Dg, Tensor U, Tensor V, int Used, int Slot, bool Wrapped);
+
+    /// <summary>Runs the step into <paramref name="b"/>'s buffers and factors.</summary>
+    public static void Run(Buffers b)
+    {
+        int batch = (int)b.X.size(0);
+        int threads = torch.get_num_threads();
+        // Parallel only where an element's work (its row and factors) outweighs handing it to another thread.
+        if (threads > 1 && batch > 1 && b.X.size(1) * (b.Used + 4) >= 1 << 15)
+            Parallel.For(0, batch, new ParallelOptions { MaxDegreeOfParallelism = threads }, i => Element(b, i));
+        else
+            for (int i = 0; i < batch; i++) Element(b, i);
+    }
+
+    static void Element(Buffers b, int i)
+    {
+        if (b.X.dtype == ScalarType.Float32) Element<float>(b, i, (float)Tiny);
+        else Element<double>(b, i, Tiny);
+    }
+
+    // |denominator| at or below this (or NaN) drops the update (u = 0), as Broyden's libtorch form does; libtorch compares
+    // float32 with the bound rounded to float32, so this does too.
+    const double Tiny = 1e-30;
+
+    static Span<T> Row<T>(Tensor t, int i, int width) where T : unmanaged => MemoryMarshal.Cast<byte, T>(t.bytes).Slice(i * width, width);
+
+    static void Element<T>(Buffers b, int i, T tiny) where T : unmanaged, INumber<T>
+    {
+        int width = (int)b.X.size(1), memory = (int)b.U.size(1), used = b.Used;
+        ReadOnlySpan<T> z = Row<T>(b.Z, i, width), x = Row<T>(b.X, i, width), fx = Row<T>(b.Fx, i, width);
+        Span<T> g = Row<T>(b.NewG, i, width), gOld = Row<T>(b.G, i, width), jgOld = Row<T>(b.JG, i, width);
+        Span<T> dx = Row<T>(b.Dx, i, width), dg = Row<T>(b.Dg, i, width);
+        Span<T> uAll = MemoryMarshal.Cast<byte, T>(b.U.bytes), vAll = MemoryMarshal.Cast<byte, T>(b.V.bytes);
+        int rows = i * memory * width;
+        ReadOnlySpan<T> us = uAll.Slice(rows, used * width), vs = vAll.Slice(rows, used * width);
+
+        // Pass 1: g_new = f(x) - x, dx = x - z, dg = g_new - g, and s1_j = v_j . g_new. Pass 2, over U: s2_j = u_j . dx and
+        // sum_j s1_j u_j (into the old g's row, spent) in one read of each row; then sum_j s2_j v_j into a scratch row.
+        // Four rows per sweep: fewer loads and stores of the row they meet, and four independent sums.
+        Differences(fx, x, z, gOld, g, dx, dg);
+        var (s1, s2) = (new T[used], new T[used]);
+        Dots(vs, g, s1, width);
+        var scratch = System.Buffers.ArrayPool<T>.Shared.Rent(width);
+        try
+        {
+            var vSum = scratch.AsSpan(0, width);
+            CombinationAndDots(s1, us, gOld, dx, s2, width);
+            CombinationAndDots(s2, vs, vSum, default, null, width);
+            var (denom, vg, finite) = Finish(gOld, vSum, g, dg, jgOld, dx);
+            if (!finite)
+            {
+                // Non-finite entries of dx^T J^-1 become 0 before anything reads them (rare: the element has blown up).
+                foreach (ref var e in dx) if (!T.IsFinite(e)) e = T.Zero;
+                vg = Dot(dx, g);
+            }
+            if (!(T.Abs(denom) > tiny)) denom = T.One / T.Zero;   // +Inf: u becomes 0
+
+            // Pass 3: u /= denominator (non-finite -> 0); J_new^-1 g_new = J^-1 g_new - u_old (v_old . g_new) + u ((dx^T J^-1) . g_new);
+            // u and dx^T J^-1 into the slot.
+            Span<T> uSlot = uAll.Slice(rows + b.Slot * width, width), vSlot = vAll.Slice(rows + b.Slot * width, width);
+            Update(jgOld, gOld, dx, uSlot, vSlot, denom, vg, b.Wrapped ? s1[b.Slot] : T.Zero, b.Wrapped);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<T>.Shared.Return(scratch);
+        }
+    }
+
+    static void Differences<T>(ReadOnlySpan<T> fx, ReadOnlySpan<T> x, ReadOnlySpan<T> z, ReadOnlySpan<T> gOld, Span<T> g, Span<T> dx, Span<T> dg)
+        where T : unmanaged, INumber<T>
+    {
+        ReadOnlySpan<Vector<T>> fv = Vectors(fx), xv = Vectors(x), zv = Vectors(z), ov = Vectors(gOld);
+        Span<Vector<T>> gv = Vectors(g), dxv = Vectors(dx), dgv = Vectors(dg);
+        for (int k = 0; k < xv.Length; k++)
+        {
+            var gk = fv[k] - xv[k];
+            gv[k] = gk;
+            dxv[k] = xv[k] - zv[k];
+            dgv[k] = gk - ov[k];
+        }
+        for (int c = xv.Length * Vector<T>.Count; c < x.Length; c++)
+        {
+            g[c] = fx[c] - x[c];
+            dx[c] = x[c] - z[c];
+            dg[c] = g[c] - gOld[c];
+        }
+    }
+
+    // dots[j] = rows_j . x for every row, four rows per sweep over x.
+    static void Dots<T>(ReadOnlySpan<T> rows, ReadOnlySpan<T> x, T[] dots, int width) where T : unmanaged, INumber<T>
+    {
+        var xv = Vectors(x);
+        int tail = xv.Length * Vector<T>.Count, j = 0;
+        for (; j + 4 <= dots.Length; j += 4)
+        {
+            ReadOnlySpan<Vector<T>> r0 = Vectors(rows.Slice(j * width, width)), r1 = Vectors(rows.Slice((j + 1) * width, width)),
+                r2 = Vectors(rows.Slice((j + 2) * width, width)), r3 = Vectors(rows.Slice((j + 3) * width, width));
+            Vector<T> a0 = Vector<T>.Zero, a1 = Vector<T>.Zero, a2 = Vector<T>.Zero, a3 = Vector<T>.Zero;
+            for (int k = 0; k < xv.Length; k++)
+            {
+                var xk = xv[k];
+                a0 += r0[k] * xk;
+                a1 += r1[k] * xk;
+                a2 += r2[k] * xk;
+                a3 += r3[k] * xk;
+            }
+            (dots[j], dots[j + 1], dots[j + 2], dots[j + 3]) = (Vector.Sum(a0), Vector.Sum(a1), Vector.Sum(a2), Vector.Sum(a3));
+            for (int c = tail; c < width; c++)
+                for (int i = 0; i < 4; i++) dots[j + i] += rows[(j + i) * width + c] * x[c];
+        }
+        for (; j < dots.Length; j++) dots[j] = Dot(rows.Slice(j * width, width), x);
+    }
+
+    // into = sum_j s_j rows_j, summed in j's order from zero (as a product's sum is formed); with `dots` set, also
+    // dots[j] = rows_j . x in the same read of each row. Four rows per sweep.
+    static void CombinationAndDots<T>(T[] s, ReadOnlySpan<T> rows, Span<T> into, ReadOnlySpan<T> x, T[]? dots, int width) where T : unmanaged, INumber<T>
+    {
+        into.Clear();
+        var iv = Vectors(into);
+        var xv = Vectors(x);
+        int tail = iv.Length * Vector<T>.Count, j = 0;
+        for (; j + 4 <= s.Length; j += 4)
+        {
+            ReadOnlySpan<Vector<T>> r0 = Vectors(rows.Slice(j * width, width)), r1 = Vectors(rows.Slice((j + 1) * width, width)),
+                r2 = Vectors(rows.Slice((j + 2) * width, width)), r3 = Vectors(rows.Slice((j + 3) * width, width));
+            Vector<T> s0 = new(s[j]), s1 = new(s[j + 1]), s2 = new(s[j + 2]), s3 = new(s[j + 3]);
+            if (dots is null)
+                for (int k = 0; k < iv.Length; k++) iv[k] = iv[k] + s0 * r0[k] + s1 * r1[k] + s2 * r2[k] + s3 * r3[k];
+            else
+            {
+                Vector<T> a0 = Vector<T>.Zero, a1 = Vector<T>.Zero, a2 = Vector<T>.Zero, a3 = Vector<T>.Zero;
+                for (int k = 0; k < iv.Length; k++)
+                {
+                    Vector<T> q0 = r0[k], q1 = r1[k], q2 = r2[k], q3 = r3[k], xk = xv[k];
+                    iv[k] = iv[k] + s0 * q0 + s1 * q1 + s2 * q2 + s3 * q3;
+                    a0 += q0 * xk;
+                    a1 += q1 * xk;
+                    a2 += q2 * xk;
+                    a3 += q3 * xk;
+                }
+                (dots[j], dots[j + 1], dots[j + 2], dots[j + 3]) = (Vector.Sum(a0), Vector.Sum(a1), Vector.Sum(a2), Vector.Sum(a3));
+            }
+            for (int c = tail; c < width; c++)
+                for (int i = 0; i < 4; i++)
+                {
+                    var r = rows[(j + i) * width + c];
+                    into[c] += s[j + i] * r;
+                    if (dots is not null) dots[j + i] += r * x[c];
+                }
+        }
+        for (; j < s.Length; j++)
+        {
+            var row = rows.Slice(j * width, width);
+            var rv = Vectors(row);
+            var sj = new Vector<T>(s[j]);
+            for (int k = 0; k < iv.Length; k++) iv[k] += sj * rv[k];
+            for (int c = tail; c < width; c++) into[c] += s[j] * row[c];
+            if (dots is not null) dots[j] = Dot(row, x);
+        }
+    }
+
+    // jg = uSum - g_new (in place), u = (u - jg) + dx, vt = vSum - dx (into dx); the denominator dg . vt, vt . g_new, and
+    // whether vt is finite.
+    static (T Denom, T Vg, bool Finite) Finish<T>(Span<T> jg, ReadOnlySpan<T> vSum, ReadOnlySpan<T> g, ReadOnlySpan<T> dg, Span<T> u, Span<T> dx)
+        where T : unmanaged, INumber<T>
+    {
+        Span<Vector<T>> jv = Vectors(jg), uv = Vectors(u), dxv = Vectors(dx);
+        ReadOnlySpan<Vector<T>> sv = Vectors(vSum), gv = Vectors(g), dgv = Vectors(dg);
+        Vector<T> denom = Vector<T>.Zero, vg = Vector<T>.Zero, nan = Vector<T>.Zero;
+        for (int k = 0; k < jv.Length; k++)
+        {
+            var j = jv[k] - gv[k];
+            jv[k] = j;
+            var d = dxv[k];
+            uv[k] = uv[k] - j + d;
+            var vt = sv[k] - d;
+            dxv[k] = vt;
+            denom += dgv[k] * vt;
+            vg += vt * gv[k];
+            nan += vt - vt;                                     // stays 0 unless an entry is infinite or NaN
+        }
+        T dn = Vector.Sum(denom), p = Vector.Sum(vg), q = Vector.Sum(nan);
+        for (int c = jv.Length * Vector<T>.Count; c < jg.Length; c++)
+        {
+            var j = jg[c] - g[c];
+            jg[c] = j;
+            u[c] = u[c] - j + dx[c];
+            var vt = vSum[c] - dx[c];
+            dx[c] = vt;
+            dn += dg[c] * vt;
+            p += vt * g[c];
+            q += vt - vt;
+        }
+        return (dn, p, q == T.Zero);
+    }
+
+    static void Update<T>(Span<T> u, Span<T> jg, ReadOnlySpan<T> vt, Span<T> uSlot, Span<T> vSlot, T denom, T vg, T oldTerm, bool wrapped)
+        where T : unmanaged, INumber<T>
+    {
+        Span<Vector<T>> uv = Vectors(u), jv = Vectors(jg), usv = Vectors(uSlot), vsv = Vectors(vSlot);
+        ReadOnlySpan<Vector<T>> tv = Vectors(vt);
+        var (dv, vgv, oldv) = (new Vector<T>(denom), new Vector<T>(vg), new Vector<T>(oldTerm));
+        for (int k = 0; k < uv.Length; k++)
+        {
+            var uk = uv[k] / dv;
+            uk = Vector.ConditionalSelect(Vector.Equals(uk - uk, Vector<T>.Zero), uk, Vector<T>.Zero);   // non-finite -> 0
+            var jk = jv[k];
+            if (wrapped) jk -= usv[k] * oldv;
+            jv[k] = jk + uk * vgv;
+            usv[k] = uk;
+            vsv[k] = tv[k];
+        }
+        for (int c = uv.Length * Vector<T>.Count; c < u.Length; c++)
+        {
+            var uc = u[c] / denom;
+            if (!T.IsFinite(uc)) uc = T.Zero;
+            var jgc = jg[c];
+            if (wrapped) jgc -= uSlot[c] * oldTerm;
+            jg[c] = jgc + uc * vg;
+            uSlot[c] = uc;
+            vSlot[c] = vt[c];
+        }
+    }
+
+    static Span<Vector<T>> Vectors<T>(Span<T> s) where T : unmanaged => MemoryMarshal.Cast<T, Vector<T>>(s);
+    static ReadOnlySpan<Vector<T>> Vectors<T>(ReadOnlySpan<T> s) where T : unmanaged => MemoryMarshal.Cast<T, Vector<T>>(s);
+
+    // p . q with four accumulators (a chain of dependent adds would wait on each add's latency), combined in a fixed order.
+    static T Dot<T>(ReadOnlySpan<T> p, ReadOnlySpan<T> q) where T : unmanaged, INumber<T>
+    {
+        ReadOnlySpan<Vector<T>> pv = Vectors(p), qv = Vectors(q);
+        Vector<T> a0 = Vector<T>.Zero, a1 = Vector<T>.Zero, a2 = Vector<T>.Zero, a3 = Vector<T>.Zero;
+        int k = 0;
+        for (; k + 4 <= pv.Length; k += 4)
+        {
+            a0 += pv[k] * qv[k];
+            a1 += pv[k + 1] * qv[k + 1];
+            a2 += pv[k + 2] * qv[k + 2];
+            a3 += pv[k + 3] * qv[k + 3];
+        }
+        for (; k < pv.Length; k++) a0 += pv[k] * qv[k];
+        T sum = Vector.Sum((a0 + a1) + (a2 + a3));
+        for (int j = pv.Length * Vector<T>.Count; j < p.Length; j++) sum += p[j] * q[j];
+        return sum;
+    }
+}
