@@ -16,7 +16,7 @@ namespace Deq.Experiments;
 /// <param name="BatchSize">Sequences per step.</param>
 /// <param name="Steps">Optimiser steps per model.</param>
 /// <param name="LearningRate">Adam learning rate.</param>
-/// <param name="Model">The DEQ-Transformer (its schedule gives the Broyden limits and tolerances).</param>
+/// <param name="Model">The DEQ-Transformer (its schedule gives the solvers, their limits and tolerances).</param>
 /// <param name="UnrolledLayers">L of the weight-tied Transformer baseline.</param>
 /// <param name="EvalPoints">Test-loss evaluations during training (for the curves).</param>
 /// <param name="Seed">Seed of the data and of every model's initialisation.</param>

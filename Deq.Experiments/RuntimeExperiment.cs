@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 namespace Deq.Experiments;
 
 /// <summary>Table 4 sizes.</summary>
-/// <param name="Transformer">The DEQ-Transformer LM timed (its schedule: Broyden limits and tolerances).</param>
+/// <param name="Transformer">The DEQ-Transformer LM timed (its schedule: the solvers, their limits and tolerances).</param>
 /// <param name="TrellisNet">The DEQ-TrellisNet LM timed.</param>
 /// <param name="BatchSize">Sequences per timed step (each Model.SeqLen tokens).</param>
 /// <param name="Warmup">Untimed runs before timing.</param>
@@ -57,8 +57,8 @@ public sealed record RuntimeSettings(
 /// <param name="DeqInferenceMs">Median DEQ forward without gradients, ms.</param>
 /// <param name="BaselineTrainMs">Median baseline training step (L applications, loss, backprop), ms.</param>
 /// <param name="BaselineInferenceMs">Median baseline forward without gradients, ms.</param>
-/// <param name="ForwardSteps">Broyden steps of the DEQ's timed forward solves (last run).</param>
-/// <param name="BackwardSteps">Broyden steps of the DEQ's timed adjoint solves (last run).</param>
+/// <param name="ForwardSteps">Solver steps of the DEQ's timed forward solves (last run).</param>
+/// <param name="BackwardSteps">Solver steps of the DEQ's timed adjoint solves (last run).</param>
 public sealed record RuntimeRow(string Family, int Depth, string DepthRule, double DeqTrainMs, double DeqInferenceMs,
     double BaselineTrainMs, double BaselineInferenceMs, int ForwardSteps, int BackwardSteps)
 {
@@ -118,7 +118,7 @@ public sealed record RuntimeResult(RuntimeSettings Settings, IReadOnlyList<Runti
 /// <summary>
 /// Table 4: runtime of a DEQ over its weight-tied unrolled counterpart, per training step and per inference forward.
 /// The baseline depth L is (a) the number of plain iterations of the same f needed to reach the relative residual the
-/// DEQ's Broyden solve reaches on the timed batch ("matched quality"), and (b) the paper's depth (18 / 70).
+/// DEQ's forward solve reaches on the timed batch ("matched quality"), and (b) the paper's depth (18 / 70).
 /// Self-contained timing: warm-up runs, then the median of several, synchronising the GPU around each.
 /// </summary>
 public static class RuntimeExperiment
