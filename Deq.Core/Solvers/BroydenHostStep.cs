@@ -6,10 +6,11 @@ using static TorchSharp.torch;
 namespace Deq.Solvers;
 
 /// <summary>
-/// The part of a Broyden step after f, for CPU float32/float64, in C# over the tensors' memory: per batch element, three
-/// passes over its row (differences; the two low-rank products with the update's terms; the rank-one update into the
-/// slot) where libtorch's form is some twenty ops, each a dispatch and a pass over [batch, width] (h 512: 1.7 of the step's
-/// 2.4 ms of bookkeeping), and the products' bmm is one BLAS gemv call per element (the toy: 256 tiny calls a step).
+/// The part of a Broyden step after f, for CPU float32/float64, in C# over the tensors' memory: per batch element, the
+/// differences in one pass, the factor rows read three times (V's dots, U's dots and combination together, V's
+/// combination), the products' ends in one pass and the rank-one update into the slot in one, where libtorch's form is
+/// some twenty ops, each a dispatch and a pass over [batch, width], and its bmm one BLAS gemv call per element (the
+/// toy: 256 tiny calls a step). At h 512: 0.97 ms against 1.7-2.0 (BENCHMARKS.md).
 /// The same formulas, term by term, as the libtorch form in <see cref="Broyden"/>; the dot products and the
 /// denominator sum in another order, so values agree with it to round-off, not to the bit. Elements are independent,
 /// so with several threads they run in parallel and give the same bits as on one.
@@ -73,9 +74,9 @@ internal static class BroydenHostStep
         int rows = i * memory * width;
         ReadOnlySpan<T> us = uAll.Slice(rows, used * width), vs = vAll.Slice(rows, used * width);
 
-        // Pass 1: g_new = f(x) - x, dx = x - z, dg = g_new - g, and s1_j = v_j . g_new. Pass 2, over U: s2_j = u_j . dx and
-        // sum_j s1_j u_j (into the old g's row, spent) in one read of each row; then sum_j s2_j v_j into a scratch row.
-        // Four rows per sweep: fewer loads and stores of the row they meet, and four independent sums.
+        // g_new = f(x) - x, dx = x - z, dg = g_new - g; s1_j = v_j . g_new; over U, s2_j = u_j . dx and sum_j s1_j u_j
+        // (into the old g's row, spent) in one read of each row; sum_j s2_j v_j into a scratch row; then the products'
+        // ends (Finish). Four factor rows per sweep: fewer loads and stores of the row they meet, four independent sums.
         Differences(fx, x, z, gOld, g, dx, dg);
         var (s1, s2) = (new T[used], new T[used]);
         Dots(vs, g, s1, width);
@@ -94,8 +95,8 @@ internal static class BroydenHostStep
             }
             if (!(T.Abs(denom) > tiny)) denom = T.One / T.Zero;   // +Inf: u becomes 0
 
-            // Pass 3: u /= denominator (non-finite -> 0); J_new^-1 g_new = J^-1 g_new - u_old (v_old . g_new) + u ((dx^T J^-1) . g_new);
-            // u and dx^T J^-1 into the slot.
+            // The update: u /= denominator (non-finite -> 0); J_new^-1 g_new = J^-1 g_new - u_old (v_old . g_new)
+            // + u ((dx^T J^-1) . g_new); u and dx^T J^-1 into the slot.
             Span<T> uSlot = uAll.Slice(rows + b.Slot * width, width), vSlot = vAll.Slice(rows + b.Slot * width, width);
             Update(jgOld, gOld, dx, uSlot, vSlot, denom, vg, b.Wrapped ? s1[b.Slot] : T.Zero, b.Wrapped);
         }
