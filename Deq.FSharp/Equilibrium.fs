@@ -35,6 +35,17 @@ module Equilibrium =
     /// loss.backward(), raising ImplicitBackwardException (naming the failure) if an adjoint solve faulted.
     let backward (loss: torch.Tensor) : unit = Equilibrium.Backward loss
 
+/// f's own vector-Jacobian product for the implicit adjoint (Deq.Implicit.VectorJacobian) from F#.
+[<RequireQualifiedAccess>]
+module VectorJacobian =
+    /// Whether the implicit adjoint is building its graph of f at z* and takes an offer.
+    let wanted () : bool = VectorJacobian.Wanted
+
+    /// Inside f: offers `product saved g` = (df/dz)^T g for `output`, f's result, reading `saved` (tensors f's graph saves
+    /// anyway; the adjoint keeps them until its backward is done). `product` runs with gradients off.
+    let offer (output: torch.Tensor) (saved: torch.Tensor list) (product: torch.Tensor list -> torch.Tensor -> torch.Tensor) : unit =
+        VectorJacobian.Offer(output, Array.ofList saved, Func<_, _>(fun held -> Func<_, _>(product (List.ofSeq held))))
+
 /// The Jacobian of f at z from F#.
 [<RequireQualifiedAccess>]
 module Jacobian =

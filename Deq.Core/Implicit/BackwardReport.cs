@@ -6,7 +6,8 @@ namespace Deq.Implicit;
 /// <param name="Result">The adjoint solve's statistics (<see cref="SolverStatus.Faulted"/> when it threw).</param>
 /// <param name="Error">The exception it threw, if any. The gradient through that equilibrium is then zero,
 /// and <see cref="Equilibrium.Backward"/> raises it as an <see cref="ImplicitBackwardException"/>.</param>
-public sealed record BackwardReport(SolverResult Result, Exception? Error = null)
+/// <param name="OfferedProduct">Whether the solve's vector-Jacobian products were f's own (<see cref="VectorJacobian"/>), not autograd's.</param>
+public sealed record BackwardReport(SolverResult Result, Exception? Error = null, bool OfferedProduct = false)
 {
     /// <summary>True when the adjoint solve threw.</summary>
     public bool Faulted => Error is not null;

@@ -20,9 +20,18 @@ public sealed record ImplicitAdjoint(LinearSolver LinearSolve, string? Label) : 
         var result = forward(f, z0);
         if (!torch.is_grad_enabled()) return new EquilibriumResult(result.Value, result, this);
         var zStar = result.Value.detach().requires_grad_(true);
-        var fz = Equilibrium.Apply(f, zStar);
-        if (!fz.requires_grad) return new EquilibriumResult(fz, result, this);   // nothing to differentiate
-        return new EquilibriumResult(AdjointHook.Attach(fz, zStar, new AdjointHook.Problem(LinearSolve, onBackward)), result, this);
+        Tensor fz;
+        VectorJacobian.Offered? offered;
+        using (var capture = VectorJacobian.Begin())
+        {
+            fz = Equilibrium.Apply(f, zStar);
+            offered = capture.TakeFor(fz);
+        }
+        using (offered)   // the node saves what the product reads; these handles go
+        {
+            if (!fz.requires_grad) return new EquilibriumResult(fz, result, this);   // nothing to differentiate
+            return new EquilibriumResult(AdjointHook.Attach(fz, zStar, new AdjointHook.Problem(LinearSolve, onBackward, offered)), result, this);
+        }
     }
 
     /// <inheritdoc />
@@ -40,8 +49,13 @@ internal sealed class AdjointHook : torch.autograd.SingleTensorFunction<AdjointH
 {
     const string ProblemKey = "adjoint";
 
-    /// <summary>What the backward pass needs besides the saved tensors.</summary>
-    public sealed record Problem(LinearSolver Solve, Action<BackwardReport>? OnBackward);
+    /// <summary>What the backward pass needs besides the saved tensors; <paramref name="Offered"/>: f's own product, whose tensors the node saves after z* and f(z*).</summary>
+    public sealed record Problem(LinearSolver Solve, Action<BackwardReport>? OnBackward, VectorJacobian.Offered? Offered = null)
+    {
+        // Set once a backward has run: the offered product's tensors are released then, and a second backward through a
+        // retained graph takes autograd's product.
+        public bool OfferSpent { get; set; }
+    }
 
     public override string Name => "DeqAdjointHook";
 
@@ -75,7 +89,8 @@ internal sealed class AdjointHook : torch.autograd.SingleTensorFunction<AdjointH
     {
         _attaching = ctx;
         // vars: f(z*), the problem, z* (an input, so that saving it is plain autograd; it gets no gradient).
-        ctx.save_for_backward([(Tensor)vars[0], (Tensor)vars[2]]);
+        var problem = (Problem)vars[1];
+        ctx.save_for_backward([(Tensor)vars[0], (Tensor)vars[2], .. problem.Offered?.Saved ?? []]);
         ctx.save_data(ProblemKey, vars[1]);
         return ((Tensor)vars[0]).view_as((Tensor)vars[0]);
     }
@@ -87,17 +102,36 @@ internal sealed class AdjointHook : torch.autograd.SingleTensorFunction<AdjointH
         var saved = ctx.get_saved_variables();
         try
         {
-            return [Adjoint(saved[0], saved[1], gradOutput, problem), null!, null!];
+            var offeredSaved = problem.Offered is null || problem.OfferSpent ? null : saved.Skip(2).ToArray();
+            return [Adjoint(saved[0], saved[1], offeredSaved, gradOutput, problem), null!, null!];
         }
         finally
         {
             foreach (var t in saved) t.Dispose();
+            problem.OfferSpent = true;
+            ReleaseSaved(ctx, from: 2);
             // dL/dz* (one z): our handle would otherwise keep it alive until the caller's scope ends, past the rest of backward.
             gradOutput.Dispose();
         }
     }
 
-    static Tensor Adjoint(Tensor fz, Tensor z, Tensor lossGrad, Problem problem)
+    // Releases the saved tensors from index `from` on, as libtorch's own nodes release theirs once their backward has
+    // run: TorchSharp 0.107 keeps a custom node's saved tensors until the node goes with its output, so f's offered
+    // values (3 copies of z for the TrellisNet) would outlive their use through the rest of backward. f(z*) and z*
+    // stay, for a second backward through a retained graph. A private field of TorchSharp's context: where it is
+    // missing, nothing is released early.
+    static void ReleaseSaved(torch.autograd.AutogradContext ctx, int from)
+    {
+        const System.Reflection.BindingFlags Private = System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance;
+        if (typeof(torch.autograd.AutogradContext).GetField("_savedVariables", Private)?.GetValue(ctx) is not System.Collections.IList saved) return;
+        while (saved.Count > from)
+        {
+            (saved[^1] as IDisposable)?.Dispose();
+            saved.RemoveAt(saved.Count - 1);
+        }
+    }
+
+    static Tensor Adjoint(Tensor fz, Tensor z, Tensor[]? offeredSaved, Tensor lossGrad, Problem problem)
     {
         try
         {
@@ -111,8 +145,13 @@ internal sealed class AdjointHook : torch.autograd.SingleTensorFunction<AdjointH
                 var vjp = torch.autograd.grad([fz], [z], [g], retain_graph: true, allow_unused: true)[0];
                 return vjp is null || vjp.IsInvalid ? torch.zeros_like(g) : vjp;
             }
-            var result = problem.Solve(Vjp, rhs);
-            problem.OnBackward?.Invoke(new BackwardReport(result));
+            var offered = offeredSaved is null ? null : problem.Offered!.Product(offeredSaved);
+            Tensor Offered(Tensor g)
+            {
+                using (torch.no_grad()) return offered!(g);
+            }
+            var result = problem.Solve(offered is null ? Vjp : Offered, rhs);
+            problem.OnBackward?.Invoke(new BackwardReport(result, OfferedProduct: offered is not null));
             // The solver returns its lowest-residual iterate, finite even when the solve failed; the failure is in
             // the report, never NaN gradients. Into the scope around the caller's backward() (CPU runs it on the
             // calling thread), so the handle is released with it; libtorch holds its own reference.

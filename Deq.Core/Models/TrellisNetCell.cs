@@ -1,3 +1,4 @@
+using Deq.Implicit;
 using Deq.Layers;
 using Deq.Solvers;
 using TorchSharp;
@@ -79,9 +80,16 @@ public sealed class TrellisNetCell
         var zc = z.transpose(1, 2);                                            // [B, 2h, T]
         var (h, c) = (zc.narrow(1, 0, _hs), zc.narrow(1, _hs, _hs));
         var (left, mask, injection) = (LeftH.transpose(1, 2), HiddenMask?.transpose(1, 2), Injection.transpose(1, 2));
-        if (!torch.is_grad_enabled()) return GateInPlace(Convolve(h, left, mask, SolveWeight()).add_(injection), c);
+        if (!torch.is_grad_enabled()) return ApplyInPieces(h, c, left, mask, injection);
         var cPrev = torch.cat([LastC.transpose(1, 2), c.narrow(2, 0, c.shape[2] - 1)], 2);
-        return Gate(Convolve(h, left, mask, _conv.Weight(_weightDrop)).add_(injection), cPrev);   // conv + injection in the convolution's output: a sum commutes exactly
+        var weight = _conv.Weight(_weightDrop);
+        var pre = Convolve(h, left, mask, weight).add_(injection);           // conv + injection in the convolution's output: a sum commutes exactly
+        if (!VectorJacobian.Wanted) return Gate(pre, cPrev, null);
+        // The implicit adjoint takes f's own vector-Jacobian product (TrellisNetProduct), which reads what the graph saves.
+        var kept = new Tensor[5];
+        var fz = Gate(pre, cPrev, kept);
+        VectorJacobian.Offer(fz, TrellisNetProduct.Saved(kept[0], kept[1], kept[2], kept[3], kept[4], cPrev, weight, mask), saved => TrellisNetProduct.Over(saved, _hs));
+        return fz;
     }
 
     // The weight the solver's calls use (normalised, with its DropConnect mask), made once per Bind: the parameters
@@ -109,7 +117,8 @@ public sealed class TrellisNetCell
     // c_t = sigma(f) c_{t-1} + sigma(i) tanh(g), h_t = sigma(o) tanh(c_t). Each temporary that backward does not
     // save is freed as soon as it is used (the pre-activations, 2 copies of z, once the gates are formed), so
     // building the graph of f at z* peaks at what it keeps plus one gate's work, not at all of f's temporaries.
-    static Tensor Gate(Tensor pre, Tensor cPrev)
+    // With `kept` set, i, o, g, f and tanh(c_t) go into it (handles of the caller's, who frees them) instead of being freed here.
+    static Tensor Gate(Tensor pre, Tensor cPrev, Tensor[]? kept)
     {
         Tensor i, o, g, f;
         using (var gates = torch.NewDisposeScope())
@@ -119,36 +128,52 @@ public sealed class TrellisNetCell
             gates.MoveToOuter(i, o, g, f);
         }
         pre.Dispose();
-        Tensor hNew, cNew;
+        Tensor hNew, cNew, tanhC;
         using (var step = torch.NewDisposeScope())
         {
             cNew = (f * cPrev).add_(i * g);                                    // (a + b, in a's memory)
-            hNew = o * torch.tanh(cNew);
-            step.MoveToOuter(hNew, cNew);
+            hNew = o * (tanhC = torch.tanh(cNew));
+            step.MoveToOuter(hNew, cNew, tanhC);
         }
-        foreach (var t in new[] { cPrev, i, o, g, f }) t.Dispose();           // backward keeps its own references to what it saves
+        if (kept is not null) (kept[0], kept[1], kept[2], kept[3], kept[4]) = (i, o, g, f, tanhC);
+        else foreach (var t in new[] { cPrev, i, o, g, f, tanhC }) t.Dispose();   // backward keeps its own references to what it saves
         var result = torch.cat([hNew.transpose(1, 2), cNew.transpose(1, 2)], 2);   // [B, T, 2h]
         hNew.Dispose();
         cNew.Dispose();
         return result;
     }
 
-    // The same without gradients, in the convolution's output and in f's result: c_{t-1} is copied straight into
-    // the result's c half, c_t and h_t are formed there, so a solver step holds the convolution's output and the
-    // result (3 copies of z) instead of 5. The same operations in the same order on the same values.
-    Tensor GateInPlace(Tensor pre, Tensor c)
+    // f without gradients (the solver's calls), a few batch elements at a time into the rows of one result: the
+    // convolution's output [p, 4h, T] and libtorch's work space for it exist for a piece only (forward stages 2.5 copies
+    // of z lower at h 256, batch 15). Elements are independent, and libtorch convolves pieces of at least 2 elements
+    // as it does the whole batch, so the values are the same.
+    Tensor ApplyInPieces(Tensor h, Tensor c, Tensor left, Tensor? mask, Tensor injection)
+    {
+        var result = torch.empty(_zShape, h.dtype, h.device);                 // [B, T, 2h]
+        var lastC = LastC.transpose(1, 2);
+        foreach (var (b0, p) in BatchPieces.Of(h.size(0), most: 4, least: 4))
+        {
+            using var piece = torch.NewDisposeScope();
+            Tensor At(Tensor x) => x.narrow(0, b0, p);
+            var pre = Convolve(At(h), At(left), mask is null ? null : At(mask), SolveWeight()).add_(At(injection));
+            GateInPlace(pre, At(c), At(lastC), At(result));
+        }
+        return result;
+    }
+
+    // The gates in the convolution's output, and c_t and h_t in f's result (rows of it): c_{t-1} is copied straight
+    // into the result's c half and c_t and h_t are formed there.
+    void GateInPlace(Tensor pre, Tensor c, Tensor lastC, Tensor result)
     {
         var gates = pre.chunk(4, 1);
         gates[0].sigmoid_(); gates[1].sigmoid_(); gates[2].tanh_(); gates[3].sigmoid_();
-        var result = torch.empty(_zShape, pre.dtype, pre.device);             // [B, T, 2h]
         var rc = result.transpose(1, 2);
         var (hNew, cNew) = (rc.narrow(1, 0, _hs), rc.narrow(1, _hs, _hs));
         long t = c.shape[2];
-        cNew.narrow(2, 0, 1).copy_(LastC.transpose(1, 2));
+        cNew.narrow(2, 0, 1).copy_(lastC);
         if (t > 1) cNew.narrow(2, 1, t - 1).copy_(c.narrow(2, 0, t - 1));
         cNew.mul_(gates[3]).addcmul_(gates[0], gates[2], 1);
         hNew.copy_(cNew).tanh_().mul_(gates[1]);                               // sigma(o) * tanh(c_t): a product commutes exactly
-        return result;
     }
 
     /// <summary>The state for the next segment: the last states and inputs of [memory; segment], detached.</summary>

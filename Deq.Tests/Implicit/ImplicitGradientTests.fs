@@ -257,3 +257,32 @@ let memory =
         Expect.equal peak200 peak10 "peak live tensors independent of iterations"
         Expect.equal (left10, left200) (0L, 0L) "nothing leaks"
     }
+
+/// The layer's f, offering its own product g -> W^T (g (1 - y^2)) when the implicit adjoint asks.
+let private offering (layer: Layer) (z: Tensor) =
+    let y = layer.F z
+    if VectorJacobian.wanted () then
+        VectorJacobian.offer y [ y.detach(); layer.W.detach() ] (fun saved g ->
+            match saved with
+            | [ y; w ] -> torch.matmul(g * (1.0 - y * y), w)
+            | _ -> failwith "two saved tensors")
+    y
+
+[<Tests>]
+let offeredProducts =
+    testPropertyWithConfig (fsConfig 25) "a user's f offering its own vector-Jacobian product: the implicit gradient equals autograd's product's and finite differences" <|
+        Prop.forAll (layerSpecs 6 0.9) (fun spec ->
+            use scope = torch.NewDisposeScope()
+            let layer = spec.Build()
+            let options, report = reporting implicitTight
+            let solve f =
+                let eq = Equilibrium.solve options f layer.Z0
+                torch.cat(torch.autograd.grad([| layer.Loss eq.Z |], Array.ofList layer.Leaves) |> Seq.map (fun g -> g.reshape(-1L)) |> Array.ofSeq, 0L)
+            let offered () = report.Value |> Option.map (fun r -> r.OfferedProduct)
+            let own = solve (offering layer)
+            Expect.equal (offered ()) (Some true) "the adjoint solved with f's product"
+            let autograd = solve layer.F
+            Expect.equal (offered ()) (Some false) "and without an offer, with autograd's"
+            Expect.isLessThan (relativeError own autograd) 1e-10 "the same gradient as with autograd's product"
+            let fd = finiteDifferences layer 1e-5
+            Expect.isLessThan (relativeError own fd) 1e-6 "and as finite differences")

@@ -37,16 +37,29 @@ let tests =
             use scope = torch.NewDisposeScope()
             use m = trellis 25 (Tiny.Trellis(dropoutH = 0.2, weightDrop = 0.2))
             m.train()
-            let memory = Some (DeqTrellisNetLM.forward m (tokens 28 2 5 20) None (tight (Adjoint.Unrolled 3))).Memory
-            for t in [ 1; 5 ] do
-                let cell = DeqTrellisNetLM.bind m (tokens 26 2 t 20) memory
-                let z = randn 27 [| 2L; int64 t; 20L |]
+            // Batch 9: the path without grad runs in two pieces of the batch.
+            for b, t in [ 2, 1; 2, 5; 9, 5 ] do
+                let memory = Some (DeqTrellisNetLM.forward m (tokens 28 b 5 20) None (tight (Adjoint.Unrolled 3))).Memory
+                let cell = DeqTrellisNetLM.bind m (tokens 26 b t 20) memory
+                let z = randn 27 [| int64 b; int64 t; 20L |]
                 let withGrad, inPlace = bothPaths (TrellisNetCell.f cell) z
                 // Not bit-equal: the in-place path's addcmul_ may fuse its multiply-add where the graph's does not.
-                Expect.isLessThan (maxAbsDiff withGrad inPlace) 1e-15 $"same values, T = {t}"
+                Expect.isLessThan (maxAbsDiff withGrad inPlace) 1e-15 $"same values, batch {b}, T = {t}"
                 // Later calls without grad reuse the weight the first one made (once per Bind), in its own scope.
                 let again = (use _ = torch.no_grad() in use inner = torch.NewDisposeScope() in inner.MoveToOuter(TrellisNetCell.f cell z))
-                Expect.equal (maxAbsDiff inPlace again) 0.0 $"a later call, T = {t}"
+                Expect.equal (maxAbsDiff inPlace again) 0.0 $"a later call, batch {b}, T = {t}"
+        }
+
+        test "DEQ-TrellisNet f: a piece of the batch gives the whole batch's rows exactly (what f's pieces rely on)" {
+            use scope = torch.NewDisposeScope()
+            use _ = torch.no_grad()
+            use m = trellis 29 (Tiny.Trellis(kernel = 3))
+            let x, z = tokens 30 9 6 20, randn 31 [| 9L; 6L; 20L |]
+            let whole = TrellisNetCell.f (DeqTrellisNetLM.bind m x None) z
+            for start, length in [ 0L, 5L; 5L, 4L; 3L, 2L ] do
+                let rows (t: Tensor) = t.narrow(0L, start, length)
+                let piece = TrellisNetCell.f (DeqTrellisNetLM.bind m (rows x) None) (rows z)
+                Expect.equal (maxAbsDiff piece (rows whole)) 0.0 $"rows {start} to {start + length - 1L}"
         }
 
         test "DEQ-TrellisNet f channels first equals the [B, T, C] formulation exactly, values and vector-Jacobian products" {

@@ -123,3 +123,100 @@ let equilibrium =
             Expect.isGreaterThan (maxAbsDiff (TrellisNetCell.f cell z) (TrellisNetCell.f other z)) 1e-6 "fresh masks per forward pass"
         }
     ]
+
+/// f(z) with the implicit adjoint's capture open, so the cell offers its product; returns f(z) and that product.
+let private offeredProduct (cell: TrellisNetCell) (z: torch.Tensor) =
+    use capture = VectorJacobian.Begin()
+    let fz = Equilibrium.Apply(cell.F, z)
+    match capture.TakeFor fz with
+    | null -> failtest "the cell offers no product"
+    | offered -> fz, offered.Product.Invoke offered.Saved
+
+let private productCases =
+    gen {
+        let! seed = Gen.choose (0, 100000)
+        let! k = Gen.choose (1, 3)
+        let! batch = Gen.elements [ 1; 2; 3; 5; 9 ]
+        let! t = Gen.elements [ 1; 2; 6 ]
+        let! dropout = Gen.elements [ false; true ]
+        return seed, k, batch, t, dropout
+    } |> Arb.fromGen
+
+[<Tests>]
+let offeredProducts =
+    testList "DEQ-TrellisNet: the vector-Jacobian product it offers the implicit adjoint" [
+        testPropertyWithConfig (fsConfig 20) "equals autograd's, in pieces of the batch, with and without dropout (float64, to the bit)" <|
+            Prop.forAll productCases (fun (seed, k, batch, t, dropout) ->
+                use scope = torch.NewDisposeScope()
+                let p = if dropout then 0.3 else 0.0
+                use m = trellis (seed % 97) (Tiny.Trellis(kernel = k, dropoutH = p))
+                if dropout then m.train() |> ignore
+                let cell = DeqTrellisNetLM.bind m (tokens seed batch t 20) None
+                let z = (randn (seed + 1) [| int64 batch; int64 t; 20L |]).requires_grad_(true)
+                let fz, product = offeredProduct cell z
+                let v = randn (seed + 2) fz.shape
+                let expected = torch.autograd.grad([| fz |], [| z |], [| v |], retain_graph = true).[0]
+                use _ = torch.no_grad()
+                let actual = product.Invoke v
+                Expect.equal actual.shape expected.shape "shape"
+                let dh = maxAbsDiff (actual.narrow(2L, 0L, 10L)) (expected.narrow(2L, 0L, 10L))
+                let dc = maxAbsDiff (actual.narrow(2L, 10L, 10L)) (expected.narrow(2L, 10L, 10L))
+                Expect.equal (maxAbsDiff actual expected) 0.0 $"J^T v, k {k}, batch {batch}, T {t}, dropout {dropout}: h {dh:E3} c {dc:E3} scale {expected.abs().max().item<float>()}")
+
+        test "the implicit adjoint solves with it: every parameter's gradient equals autograd's product's, to the bit" {
+            use scope = torch.NewDisposeScope()
+            use m = trellis 11 (Tiny.Trellis(kernel = 3))
+            let x, y = tokens 12 9 4 20, tokens 13 9 4 20
+            let gradients declined =
+                VectorJacobian.Declined <- declined
+                try
+                    m.zero_grad()
+                    let options, report = reporting (tight (Adjoint.Implicit()))
+                    let out = DeqTrellisNetLM.forward m x None options
+                    Equilibrium.backward (m.Loss(out.Hidden, y))
+                    let grads = [ for p in m.parameters() -> (gradOf p).detach().clone() ]
+                    grads, Option.get report.Value
+                finally
+                    VectorJacobian.Declined <- false
+            let own, ownReport = gradients false
+            let autograd, autogradReport = gradients true
+            Expect.isTrue ownReport.OfferedProduct "the solve used the cell's product"
+            Expect.isFalse autogradReport.OfferedProduct "declined: autograd's"
+            Expect.equal ownReport.Result.Steps autogradReport.Result.Steps "the same adjoint steps"
+            for a, b in List.zip own autograd do
+                Expect.equal (maxAbsDiff a b) 0.0 "same gradient"
+            Expect.isGreaterThan (own |> List.sumBy (fun g -> g.abs().sum().item<float>())) 0.0 "gradients reach the parameters"
+        }
+
+        test "a second backward through a retained graph takes autograd's product, with the same gradients" {
+            use scope = torch.NewDisposeScope()
+            use m = trellis 15 (Tiny.Trellis())
+            let reports = ResizeArray()
+            let options = { tight (Adjoint.Implicit()) with OnBackward = reports.Add }
+            let out = DeqTrellisNetLM.forward m (tokens 16 4 4 20) None options
+            let loss = m.Loss(out.Hidden, tokens 17 4 4 20)
+            let backward () =
+                m.zero_grad()
+                loss.backward(retain_graph = true)
+                [ for p in m.parameters() -> (gradOf p).detach().clone() ]
+            let first = backward ()
+            let second = backward ()
+            Expect.equal [ for r in reports -> r.OfferedProduct ] [ true; false ] "the cell's product, then autograd's"
+            for a, b in List.zip first second do
+                Expect.equal (maxAbsDiff a b) 0.0 "same gradient"
+        }
+
+        test "only the graph-building application the adjoint captures keeps values for it" {
+            use scope = torch.NewDisposeScope()
+            use m = trellis 3 (Tiny.Trellis())
+            let cell = DeqTrellisNetLM.bind m (tokens 4 2 5 20) None
+            Expect.isFalse VectorJacobian.Wanted "no capture open"
+            let z = (randn 5 [| 2L; 5L; 20L |]).requires_grad_(true)
+            cell.F.Invoke z |> ignore
+            use capture = VectorJacobian.Begin()
+            Expect.isTrue VectorJacobian.Wanted "a capture is open"
+            let other = Equilibrium.Apply(cell.F, z)
+            Expect.isNull (box (capture.TakeFor(randn 6 [| 2L; 5L; 20L |]))) "an offer for another tensor than f's output is dropped"
+            Expect.isNotNull (box other) "f still returns its output"
+        }
+    ]
