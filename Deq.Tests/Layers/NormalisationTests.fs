@@ -89,4 +89,21 @@ let normalisation =
             Expect.throwsT<ArgumentException> (fun () -> f (randn 5 [| 2L; 5L |]) |> ignore) "wrong width"
             Expect.throwsT<ArgumentException> (fun () -> SpectralNorm.Apply(randn 6 [| 3L; 2L |], torch.ones(2L, dtype = ScalarType.Float64)) |> ignore) "u of the wrong size"
         }
+
+        test "weight norm: a row DropConnect drops whole gives a zero row and finite gradients, and the other rows are unchanged" {
+            use scope = torch.NewDisposeScope()
+            let v = (randn 3 [| 4L; 3L; 2L |]).requires_grad_(true)
+            let g = (randn 4 [| 4L |]).requires_grad_(true)
+            let mask = torch.ones([| 4L; 3L; 2L |], dtype = ScalarType.Float64)
+            mask[1L].zero_() |> ignore
+            let w = WeightNorm.Apply(g, v * mask)
+            Expect.equal (w[1L].abs().max().item<float>()) 0.0 "the dropped row is zero"
+            let reference = v * mask * (g.reshape(4L, 1L, 1L) / (v * mask).square().sum([| 1L; 2L |], keepdim = true).sqrt())
+            for r in [ 0L; 2L; 3L ] do
+                Expect.equal (maxAbsDiff w[r] reference[r]) 0.0 $"row {r} as g v / ||v||"
+            w.sum().backward()
+            let vg, gg = gradOf v, gradOf g
+            Expect.isTrue (torch.isfinite(vg).all().item<bool>() && torch.isfinite(gg).all().item<bool>()) "finite gradients"
+            Expect.equal (vg[1L].abs().max().item<float>()) 0.0 "no gradient into the dropped row"
+        }
     ]

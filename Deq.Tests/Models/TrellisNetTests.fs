@@ -145,11 +145,11 @@ let private productCases =
 [<Tests>]
 let offeredProducts =
     testList "DEQ-TrellisNet: the vector-Jacobian product it offers the implicit adjoint" [
-        testPropertyWithConfig (fsConfig 20) "equals autograd's, in pieces of the batch, with and without dropout (float64, to the bit)" <|
+        testPropertyWithConfig (fsConfig 20) "equals autograd's, in pieces of the batch, with and without dropout and DropConnect (float64, to the bit)" <|
             Prop.forAll productCases (fun (seed, k, batch, t, dropout) ->
                 use scope = torch.NewDisposeScope()
                 let p = if dropout then 0.3 else 0.0
-                use m = trellis (seed % 97) (Tiny.Trellis(kernel = k, dropoutH = p))
+                use m = trellis (seed % 97) (Tiny.Trellis(kernel = k, dropoutH = p, weightDrop = p))
                 if dropout then m.train() |> ignore
                 let cell = DeqTrellisNetLM.bind m (tokens seed batch t 20) None
                 let z = (randn (seed + 1) [| int64 batch; int64 t; 20L |]).requires_grad_(true)
