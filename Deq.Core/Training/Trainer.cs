@@ -87,6 +87,7 @@ public static class Trainer
         long step = start;
         bool evaluatedAtEnd = false;
         int skipped = 0, skippedInARow = 0;
+        var young = new YoungGeneration();
         for (; step < options.Steps; step++)
         {
             if (cancel.IsCancellationRequested)
@@ -98,6 +99,7 @@ public static class Trainer
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
             task.Module.train();
             var taken = TakeStep(task, optimizer, parameters, options, new StepContext(step, data));
+            young.AfterStep();
             if (taken.Fault is { } fault)
             {
                 if (++skippedInARow > options.SkipNonFiniteSteps) throw Stopped(options, step, fault, taken.Hint, skippedInARow, lastSaved);

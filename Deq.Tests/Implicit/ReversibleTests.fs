@@ -87,6 +87,9 @@ let tests =
 
         test "forward and backward hold one state and one graph at a time: live tensors do not grow with the steps" {
             let peaks n =
+                // Finalize other tests' leftover tensors now, not during the count (the finalizer thread runs beside it).
+                GC.Collect()
+                GC.WaitForPendingFinalizers()
                 use scope = torch.NewDisposeScope()
                 let layer = { Seed = 2; N = 5; Batch = 2; Rho = 0.8 }.Build()
                 let mutable peak = 0L
