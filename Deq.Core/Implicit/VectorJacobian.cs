@@ -68,16 +68,22 @@ public static class VectorJacobian
         public Offered? TakeFor(Tensor output)
         {
             var mine = Offers.FirstOrDefault(o => ReferenceEquals(o.Output, output));
-            foreach (var o in Offers)
-                if (!ReferenceEquals(o, mine)) o.Dispose();
-            Offers.Clear();
+            DropAllBut(mine);
             return mine;
         }
 
         public void Dispose()
         {
-            TakeFor(null!);
+            DropAllBut(null);
             if (_open is { Count: > 0 } open && ReferenceEquals(open.Peek(), this)) open.Pop();
+        }
+
+        // Frees every offer but `keep` (the caller's now) and empties the list.
+        void DropAllBut(Offered? keep)
+        {
+            foreach (var o in Offers)
+                if (!ReferenceEquals(o, keep)) o.Dispose();
+            Offers.Clear();
         }
     }
 }
