@@ -6,13 +6,15 @@ namespace Deq.Cli;
 
 /// <summary>`deq bench [--quick] [--memory | --paper-memory] [--out FILE]`: the benchmarks (full: paper-figures/benchmarks.json, quick:
 /// benchmarks-quick.json beside it; --memory: only the memory targets, --paper-memory: only the paper's PTB width, each merged
-/// into that file); `deq bench memory-probe` measures one configuration; `deq bench toy` the toy's solver overheads.</summary>
+/// into that file); `deq bench memory-probe` measures one configuration; `deq bench toy` the toy's solver overheads;
+/// `deq bench solver` the solver overhead at h 512.</summary>
 internal static class BenchCommand
 {
     public static int Run(string[] args)
     {
         if (args.FirstOrDefault() == "memory-probe") return MemoryProbeCommand.Run(args[1..]);
         if (args.FirstOrDefault() == "toy") return Toy();
+        if (args.FirstOrDefault() == "solver") return Solver();
         bool quick = args.Contains("--quick"), memory = args.Contains("--memory"), paper = args.Contains("--paper-memory");
         var opts = CliArgs.Parse(args.Where(a => a is not ("--quick" or "--memory" or "--paper-memory")).ToArray(), new() { ["out"] = "" });
         // a quick run never replaces the committed full results unless --out names that file
@@ -51,6 +53,17 @@ internal static class BenchCommand
         foreach (var c in costs)
             Console.WriteLine($"  {c.Solver,-9} overhead over f {c.OverheadFraction,5:F2}x   {c.Seconds / c.Steps * 1e6,6:F0} us/step, f {c.FSeconds / c.Evaluations * 1e6:F0} us");
         Console.WriteLine($"  f: {boundF:F0} us with W bound once, {perCallF:F0} us with weight norm per call");
+        return 0;
+    }
+
+    // `deq bench solver`: only the full bench's solver overhead at h 512 (about a minute), one thread.
+    static int Solver()
+    {
+        TorchSharp.torch.set_num_threads(1);
+        var s = BenchmarkSuite.Settings.Full;
+        Console.WriteLine($"solver overhead: DEQ-TrellisNet core h {s.OverheadWidth}, seq {s.OverheadSeqLen}, batch {s.OverheadBatch}, 20 steps, least of {s.Repeats} solves, one thread");
+        foreach (var c in BenchmarkSuite.SolverOverhead(s))
+            Console.WriteLine($"  {c.Solver,-9} overhead {c.OverheadFraction,6:P1} of f   {c.Seconds / c.Steps * 1000,6:F2} ms/step, f {c.FSeconds / c.Evaluations * 1000:F2} ms");
         return 0;
     }
 }

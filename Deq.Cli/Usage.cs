@@ -68,6 +68,8 @@ internal static class Usage
                     paper's PTB width, merged into that file.
             bench toy
                     Per-iteration solver overhead over f on the toy DEQ (D 128, batch 64), one thread.
+            bench solver
+                    The full bench's solver overhead over f at h 512 (DEQ-TrellisNet core), one thread.
             bench memory-probe [--json] [--ledger] [--family trellisnet|transformer] [--mode deq|unrolled]
                   [--iterations N] [--width W] [--seq T] [--batch B] [--broyden-memory M]
                     Peak memory of one training step of one configuration, in this process

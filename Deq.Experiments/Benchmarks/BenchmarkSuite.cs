@@ -34,6 +34,15 @@ public static class BenchmarkSuite
             new MemoryVsDepth.Settings(CoreFamily.TrellisNet, 32, 150, 15, [2, 4, 8, 16], [5, 30, 50], 0), MemoryTargets.Settings.Quick, 32, 50, 8, 1, 512, 10, 2, 10, 1e-3, 60);
     }
 
+    /// <summary>Each solver's overhead over f at the overhead width: 20 steps, least of <c>Repeats</c> solves.</summary>
+    public static SolverCost[] SolverOverhead(Settings s)
+    {
+        using var core = BenchCore.Create(CoreFamily.TrellisNet, s.OverheadWidth, s.OverheadSeqLen, s.OverheadBatch, torch.CPU);
+        using var scope = torch.NewDisposeScope();
+        var bound = core.Bind();
+        return SolverBenchmarks.Overhead(bound.F, bound.Z0, 20, s.Repeats);
+    }
+
     /// <summary>Runs everything and returns the JSON report and a printable table.</summary>
     public static (JsonObject Json, string Table) Run(Settings s, string scaleName)
     {
@@ -91,13 +100,7 @@ public static class BenchmarkSuite
 
         // Solver overhead at hidden size 512.
         Progress.Report("bench: solver overhead");
-        SolverCost[] overhead;
-        using (var core = BenchCore.Create(CoreFamily.TrellisNet, s.OverheadWidth, s.OverheadSeqLen, s.OverheadBatch, torch.CPU))
-        using (torch.NewDisposeScope())
-        {
-            var bound = core.Bind();
-            overhead = SolverBenchmarks.Overhead(bound.F, bound.Z0, 20, s.Repeats);
-        }
+        var overhead = SolverOverhead(s);
         json["solver_overhead_setting"] = $"DEQ-TrellisNet core h {s.OverheadWidth}, seq {s.OverheadSeqLen}, batch {s.OverheadBatch}; 20 steps each (tolerance unreachable); (solve time - time inside f) / time inside f, least of {s.Repeats} solves";
         json["solver_overhead_fraction"] = new JsonObject(overhead.Select(c => KeyValuePair.Create(c.Solver, (JsonNode?)Num(c.OverheadFraction))));
         table.AppendLine("Solver overhead over f (h " + s.OverheadWidth + "): " + string.Join(", ", overhead.Select(c => $"{c.Solver} {c.OverheadFraction:P1} ({c.Seconds / c.Steps * 1000:F1} ms/step, f {c.FSeconds / c.Evaluations * 1000:F1} ms)")));
