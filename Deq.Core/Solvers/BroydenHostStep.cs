@@ -24,6 +24,21 @@ internal static class BroydenHostStep
     /// <summary>Whether this step's tensors can be read as rows: each contiguous (a user's f may return a view).</summary>
     public static bool Readable(params Tensor[] ts) => ts.All(t => t.is_contiguous());
 
+    /// <summary>into = a - b, for contiguous tensors of one shape and dtype (CPU float32/float64).</summary>
+    public static void Difference(Tensor a, Tensor b, Tensor into)
+    {
+        if (a.dtype == ScalarType.Float32) Difference<float>(All<float>(a), All<float>(b), All<float>(into));
+        else Difference<double>(All<double>(a), All<double>(b), All<double>(into));
+    }
+
+    static void Difference<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> into) where T : unmanaged, INumber<T>
+    {
+        ReadOnlySpan<Vector<T>> av = Vectors(a), bv = Vectors(b);
+        Span<Vector<T>> iv = Vectors(into);
+        for (int k = 0; k < iv.Length; k++) iv[k] = av[k] - bv[k];
+        for (int c = iv.Length * Vector<T>.Count; c < into.Length; c++) into[c] = a[c] - b[c];
+    }
+
     /// <summary>The buffers and factors of one step, all [batch, width] but the factors.</summary>
     /// <param name="Z">The iterate the step started from.</param>
     /// <param name="X">Its new point.</param>

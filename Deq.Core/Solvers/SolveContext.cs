@@ -14,6 +14,8 @@ public sealed class SolveContext : IDisposable
     readonly List<Tensor> _kept = [];
     readonly ScalarType _dtype;
     readonly Device _device;
+    RecycledBlocks? _blocks;
+    bool _blocksChecked;
 
     internal SolveContext(string name, Func<Tensor, Tensor> f, Tensor z0, SolverOptions options)
     {
@@ -101,13 +103,15 @@ public sealed class SolveContext : IDisposable
     /// <summary>
     /// <see cref="Evaluate(Tensor)"/> after freeing <paramref name="done"/>, the step's current iterate, except
     /// <paramref name="z"/> itself: for a step that no longer needs it (its history holds copies), so that f runs
-    /// with two fewer copies of z alive. The driver skips what is already freed.
+    /// with two fewer copies of z alive (and no idle <see cref="NewIterate"/> memory either). The driver skips what is
+    /// already freed.
     /// </summary>
     public Tensor Evaluate(Tensor z, Iterate done)
     {
         foreach (var t in new[] { done.Z, done.Fz })
             if (!ReferenceEquals(t, z) && !t.IsInvalid) t.Dispose();
         ReleaseStart();
+        _blocks?.Trim();
         return Evaluate(z);
     }
 
@@ -128,6 +132,18 @@ public sealed class SolveContext : IDisposable
         return t;
     }
 
+    /// <summary>
+    /// An uninitialised [Batch, Width] tensor of z0's dtype and device, for a step's next iterate. Where a fresh one
+    /// would be new pages (CPU at or above <see cref="Native.FreedMemory"/>'s threshold), its memory is a block that this
+    /// solve recycles once libtorch has freed every tensor on it, so whoever holds an iterate keeps its values. At most
+    /// one block waits idle, and taking it leaves none while f runs.
+    /// </summary>
+    public Tensor NewIterate()
+    {
+        if (!_blocksChecked) (_blocks, _blocksChecked) = (RecycledBlocks.For(_dtype, _device, Batch, Width), true);
+        return _blocks?.Take() ?? torch.empty(Batch, Width, dtype: _dtype, device: _device);
+    }
+
     /// <summary>The norm of each row of a flat [Batch, Width] tensor, in the options' norm: [Batch].</summary>
     public Tensor Norm(Tensor flat) => Norms.PerRow(flat, Options.Norm);
 
@@ -143,6 +159,7 @@ public sealed class SolveContext : IDisposable
     {
         foreach (var t in _kept) t.Dispose();
         _kept.Clear();
+        _blocks?.Dispose();
     }
 }
 
