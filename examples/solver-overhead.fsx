@@ -1,4 +1,4 @@
-// The h 512 solver-overhead section of `deq bench` on its own: per-step overhead over f of forward iteration,
+// The h 512 solver-overhead section of `deq bench` on its own (as `deq bench solver`), from F#: per-step overhead over f of forward iteration,
 // Anderson and Broyden on the DEQ-TrellisNet core (h 512, sequence 30, batch 4, float32, one thread, 20 steps each,
 // tolerance unreachable, least of 3 solves after a second of warm-up). As a user runs it: no MALLOC_* variable
 // (Deq.Native.FreedMemory applies itself; DEQ_MMAP_THRESHOLD=keep leaves glibc's heap as it is).
@@ -11,8 +11,6 @@ open TorchSharp
 open Deq.Experiments.Benchmarks
 printfn "allocator: %s" Deq.Native.FreedMemory.Status
 torch.set_num_threads 1
-use core = BenchCore.Create(CoreFamily.TrellisNet, 512, 30, 4, torch.CPU)
-let bound = core.Bind()
-for c in SolverBenchmarks.Overhead(bound.F, bound.Z0, 20, 3) do
+for c in BenchmarkSuite.SolverOverhead BenchmarkSuite.Settings.Full do
     let perStep = (c.Seconds - c.FSeconds) / float c.Evaluations * 1e3
     printfn "%-9s overhead %.3f of f (solve %.1f ms, f %.2f ms a call, %.2f ms of bookkeeping a step)" c.Solver c.OverheadFraction (c.Seconds * 1e3) (c.FSeconds * 1e3 / float c.Evaluations) perStep
