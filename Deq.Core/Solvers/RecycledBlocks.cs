@@ -46,11 +46,21 @@ internal sealed class RecycledBlocks : IDisposable
     internal static int LiveBlocks => _live;
     static int _live;
 
+    /// <summary>Blocks waiting idle in pools, in this process (for tests: none while f runs).</summary>
+    internal static int IdleBlocks => _idleTotal;
+    static int _idleTotal;
+
+    IBlock Pop()
+    {
+        Interlocked.Decrement(ref _idleTotal);
+        return _idle.Pop();
+    }
+
     /// <summary>An uninitialised tensor of the pool's shape, over an idle block or a new one.</summary>
     public Tensor Take()
     {
         IBlock? idle;
-        lock (_idle) idle = _idle.Count > 0 ? _idle.Pop() : null;
+        lock (_idle) idle = _idle.Count > 0 ? Pop() : null;
         return _dtype == ScalarType.Float32 ? Wrap<float>(this, idle, _shape, _dtype) : Wrap<double>(this, idle, _shape, _dtype);
     }
 
@@ -62,6 +72,7 @@ internal sealed class RecycledBlocks : IDisposable
             if (!_closed && _idle.Count < MostIdle)
             {
                 _idle.Push(block);
+                Interlocked.Increment(ref _idleTotal);
                 return;
             }
         }
@@ -72,7 +83,7 @@ internal sealed class RecycledBlocks : IDisposable
     public void Trim()
     {
         lock (_idle)
-            while (_idle.Count > 0) _idle.Pop().Free();
+            while (_idle.Count > 0) Pop().Free();
     }
 
     /// <summary>Frees the idle blocks; blocks still in use are freed when libtorch lets them go.</summary>
@@ -81,7 +92,7 @@ internal sealed class RecycledBlocks : IDisposable
         lock (_idle)
         {
             _closed = true;
-            while (_idle.Count > 0) _idle.Pop().Free();
+            while (_idle.Count > 0) Pop().Free();
         }
     }
 

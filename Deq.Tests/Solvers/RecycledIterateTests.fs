@@ -79,15 +79,20 @@ let recycled =
             Expect.equal (RecycledBlocks.LiveBlocks - live0) 1 "one waits idle, the other was freed"
         }
 
-        test "Broyden takes the same steps to the bit with recycled iterates as with fresh ones (float64 and float32, a rising residual too; ring wrap, safeguard)" {
+        test "Broyden takes the same steps to the bit with recycled iterates as with fresh ones, with no block idle while f runs (float64 and float32, a rising residual too; ring wrap, safeguard)" {
             use scope = torch.NewDisposeScope()
             let mutable compared = 0
             for dtype in [ ScalarType.Float64; ScalarType.Float32 ] do
                 for mapName, f in [ "contraction", map dtype; "rising residual", rough dtype ] do
                     for name, solve in solvers () do
                         let z0 = torch.zeros([| batch; width |], dtype = dtype)
-                        let fresh, recycled = withBlocks false solve f z0, withBlocks true solve f z0
+                        let mutable idleInF = 0
+                        let watched (z: Tensor) =
+                            idleInF <- max idleInF RecycledBlocks.IdleBlocks
+                            f z
+                        let fresh, recycled = withBlocks false solve f z0, withBlocks true solve watched z0
                         let what = $"{name}, {mapName}, {dtype}"
+                        Expect.equal idleInF 0 $"{what}: no block waited idle while f ran"
                         Expect.equal recycled.StepsPerElement fresh.StepsPerElement what
                         Expect.equal recycled.BestStepPerElement fresh.BestStepPerElement what
                         Expect.equal recycled.AbsTracePerElement fresh.AbsTracePerElement $"{what}: the residual traces"
@@ -112,5 +117,33 @@ let recycled =
                     copy.Dispose()
                 r.Value.Dispose()
             Expect.equal RecycledBlocks.LiveBlocks before "every block was freed once its tensors and the solve were"
+        }
+    
+        test "a user's step writes into NewIterate, and a step that frees its iterate before f leaves no block idle while f runs" {
+            use scope = torch.NewDisposeScope()
+            // f(z) = c - 3 z: the half-step then cycles between 0 and c / 2 at one residual, so no step improves and the
+            // ledger holds no iterate; each freed iterate's block comes back at once, before f runs.
+            let c = torch.ones([| batch; width |], dtype = ScalarType.Float64)
+            let f0 (z: Tensor) = c - 3.0 * z
+            let mutable idleInF, calls = 0, 0
+            let f (z: Tensor) =
+                idleInF <- max idleInF RecycledBlocks.IdleBlocks
+                calls <- calls + 1
+                f0 z
+            // z_next = (z + f(z)) / 2, written into NewIterate; the current iterate goes before f (Evaluate(z, done)).
+            let half =
+                SolverMethod.Create("half-step", (fun (ctx: SolveContext) (it: Iterate) ->
+                    let z = ctx.NewIterate()
+                    z.copy_(it.Z).add_(it.Fz).mul_((0.5).ToScalar()) |> ignore
+                    Iterate(z, ctx.Evaluate(z, it))), SolverOptions(Tol = 1e-30, MaxIter = 12))
+            let before = RecycledBlocks.LiveBlocks
+            Expect.equal RecycledBlocks.IdleBlocks 0 "no pool is open"
+            let r = withBlocks true half f (torch.zeros([| batch; width |], dtype = ScalarType.Float64))
+            let reference = withBlocks false half f0 (torch.zeros([| batch; width |], dtype = ScalarType.Float64))
+            Expect.equal (bits r.Value) (bits reference.Value) "the same iterates with fresh memory"
+            Expect.equal calls 12 "f ran at every step"
+            Expect.equal idleInF 0 "no block waited idle while f ran"
+            r.Value.Dispose()
+            Expect.equal RecycledBlocks.LiveBlocks before "and none outlives the solve"
         }
     ]
