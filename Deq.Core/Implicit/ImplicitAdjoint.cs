@@ -75,9 +75,7 @@ internal sealed class AdjointHook : torch.autograd.SingleTensorFunction<AdjointH
     // is missing (another version), nothing happens.
     internal static void ReleaseOutputPlaceholder(torch.autograd.AutogradContext? ctx)
     {
-        const System.Reflection.BindingFlags Private = System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance;
-        var node = ctx is null ? null : typeof(torch.autograd.AutogradContext).GetField("_node", Private)?.GetValue(ctx);
-        if (node?.GetType().GetField("_outputCache", Private)?.GetValue(node) is not List<Tensor> cache) return;
+        if (Native.TorchSharpInternals.OutputCache(ctx) is not { } cache) return;
         for (int i = 0; i < cache.Count; i++)
         {
             cache[i]?.Dispose();
@@ -122,8 +120,7 @@ internal sealed class AdjointHook : torch.autograd.SingleTensorFunction<AdjointH
     // missing, nothing is released early.
     static void ReleaseSaved(torch.autograd.AutogradContext ctx, int from)
     {
-        const System.Reflection.BindingFlags Private = System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance;
-        if (typeof(torch.autograd.AutogradContext).GetField("_savedVariables", Private)?.GetValue(ctx) is not System.Collections.IList saved) return;
+        if (Native.TorchSharpInternals.SavedVariables(ctx) is not { } saved) return;
         while (saved.Count > from)
         {
             (saved[^1] as IDisposable)?.Dispose();

@@ -1,6 +1,6 @@
 using System.Buffers;
-using System.Reflection;
 using System.Runtime.InteropServices;
+using Deq.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -11,7 +11,8 @@ namespace Deq.Solvers;
 /// tensor on it (its storage's deleter), so whoever still holds a tensor, a view or an alias of it (the ledger's best,
 /// an observer, a user) keeps its values; no reference counting is guessed here. Under <see cref="Native.FreedMemory"/>
 /// a fresh block of this size is new pages the kernel faults in (0.15-0.3 ms for h 512's 480 KiB iterate on the machines
-/// measured); a recycled one is not. After <see cref="Dispose"/> blocks are freed as they come back.
+/// measured); a recycled one is not. After <see cref="Dispose"/> blocks are freed as they come back. Tensors wrap the
+/// blocks through a private TorchSharp factory (<see cref="TorchSharpInternals.NoCopy{T}"/>); without it, no pool.
 /// </summary>
 internal sealed class RecycledBlocks : IDisposable
 {
@@ -126,41 +127,13 @@ internal sealed class RecycledBlocks : IDisposable
         }
     }
 
-    /// <summary>
-    /// TorchSharp's factory that wraps a Memory&lt;T&gt; without a copy and unpins it from the storage's deleter. It is
-    /// private in TorchSharp 0.107 (the public overloads copy), so it is found by reflection; where it is missing,
-    /// <see cref="Available"/> is false and solves take fresh tensors.
-    /// </summary>
-    static class Wrapping<T> where T : unmanaged
-    {
-        public delegate Tensor Factory(Memory<T> memory, ReadOnlySpan<long> shape, sbyte origType, ScalarType? dtype, Device? device,
-            bool requiresGrad, bool clone, string[]? names);
-
-        public static readonly Factory? Wrap = Find();
-
-        static Factory? Find()
-        {
-            try
-            {
-                var method = typeof(torch).GetMethods(BindingFlags.NonPublic | BindingFlags.Static).FirstOrDefault(m =>
-                    m.Name == "_tensor_generic" && m.IsGenericMethodDefinition && m.GetParameters() is { Length: 8 } p &&
-                    p[0].ParameterType.IsGenericType && p[0].ParameterType.GetGenericTypeDefinition() == typeof(Memory<>) &&
-                    p[6].ParameterType == typeof(bool));
-                return method?.MakeGenericMethod(typeof(T)).CreateDelegate<Factory>();
-            }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException or MemberAccessException)
-            {
-                return null;
-            }
-        }
-    }
-
     /// <summary>Whether this TorchSharp can wrap memory without a copy (so pools exist at all).</summary>
-    internal static bool Available => Wrapping<float>.Wrap is not null && Wrapping<double>.Wrap is not null;
+    internal static bool Available => TorchSharpInternals.NoCopy<float>() is not null && TorchSharpInternals.NoCopy<double>() is not null;
 
+    // The block's memory as a tensor, without a copy (TorchSharp's private factory: the public overloads copy).
     static Tensor Wrap<T>(RecycledBlocks pool, IBlock? idle, long[] shape, ScalarType dtype) where T : unmanaged
     {
         var block = (Block<T>?)idle ?? new Block<T>(pool, pool._bytes);
-        return Wrapping<T>.Wrap!(block.Memory, shape, (sbyte)dtype, dtype, torch.CPU, false, false, null);
+        return TorchSharpInternals.NoCopy<T>()!(block.Memory, shape, (sbyte)dtype, dtype, torch.CPU, false, false, null);
     }
 }
