@@ -16,13 +16,12 @@ namespace Deq.Solvers;
 /// </summary>
 internal sealed class RecycledBlocks : IDisposable
 {
-    // At most one idle block: a step takes one iterate as another goes, and taking it leaves none idle while f runs.
-    const int MostIdle = 1;
-
     readonly long[] _shape;
     readonly ScalarType _dtype;
     readonly nuint _bytes;
-    readonly Stack<IBlock> _idle = new();
+    readonly object _gate = new();
+    // At most one idle block: a step takes one iterate as another goes, and taking it leaves none idle while f runs.
+    IBlock? _idle;
     bool _closed;
 
     RecycledBlocks(long[] shape, ScalarType dtype, long bytes) => (_shape, _dtype, _bytes) = (shape, dtype, (nuint)bytes);
@@ -51,28 +50,31 @@ internal sealed class RecycledBlocks : IDisposable
     internal static int IdleBlocks => _idleTotal;
     static int _idleTotal;
 
-    IBlock Pop()
+    // The idle block, if any, now the caller's (under the gate).
+    IBlock? TakeIdle()
     {
-        Interlocked.Decrement(ref _idleTotal);
-        return _idle.Pop();
+        var idle = _idle;
+        _idle = null;
+        if (idle is not null) Interlocked.Decrement(ref _idleTotal);
+        return idle;
     }
 
-    /// <summary>An uninitialised tensor of the pool's shape, over an idle block or a new one.</summary>
+    /// <summary>An uninitialised tensor of the pool's shape, over the idle block or a new one.</summary>
     public Tensor Take()
     {
         IBlock? idle;
-        lock (_idle) idle = _idle.Count > 0 ? Pop() : null;
+        lock (_gate) idle = TakeIdle();
         return _dtype == ScalarType.Float32 ? Wrap<float>(this, idle, _shape, _dtype) : Wrap<double>(this, idle, _shape, _dtype);
     }
 
     // Called from libtorch's deleter, on whichever thread freed the storage (the finalizer's too).
     void Return(IBlock block)
     {
-        lock (_idle)
+        lock (_gate)
         {
-            if (!_closed && _idle.Count < MostIdle)
+            if (!_closed && _idle is null)
             {
-                _idle.Push(block);
+                _idle = block;
                 Interlocked.Increment(ref _idleTotal);
                 return;
             }
@@ -80,20 +82,19 @@ internal sealed class RecycledBlocks : IDisposable
         block.Free();
     }
 
-    /// <summary>Frees the idle blocks (before f, so that it runs with no spare memory).</summary>
+    /// <summary>Frees the idle block (before f, so that it runs with no spare memory).</summary>
     public void Trim()
     {
-        lock (_idle)
-            while (_idle.Count > 0) Pop().Free();
+        lock (_gate) TakeIdle()?.Free();
     }
 
-    /// <summary>Frees the idle blocks; blocks still in use are freed when libtorch lets them go.</summary>
+    /// <summary>Frees the idle block; blocks still in use are freed when libtorch lets them go.</summary>
     public void Dispose()
     {
-        lock (_idle)
+        lock (_gate)
         {
             _closed = true;
-            while (_idle.Count > 0) Pop().Free();
+            TakeIdle()?.Free();
         }
     }
 

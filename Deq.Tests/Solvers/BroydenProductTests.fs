@@ -36,9 +36,6 @@ let private cases () =
 
 let private maxAbs (a: Tensor) (b: Tensor) = (a - b).abs().max().``to``(ScalarType.Float64).item<float>()
 
-let private bits (t: Tensor) =
-    t.``to``(ScalarType.Float64).data<float>().ToArray() |> Array.map BitConverter.DoubleToInt64Bits
-
 [<Tests>]
 let products =
     testList "Broyden's products" [

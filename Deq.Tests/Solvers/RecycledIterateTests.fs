@@ -30,9 +30,6 @@ let private withBlocks (on: bool) (solve: Solver) f (z0: Tensor) =
     try Solver.run solve f z0
     finally RecycledBlocks.Off <- Nullable()
 
-let private bits (t: Tensor) =
-    t.``to``(ScalarType.Float64).data<float>().ToArray() |> Array.map BitConverter.DoubleToInt64Bits
-
 let private solvers () =
     let o = SolverOptions(Tol = 1e-30, MaxIter = 14)
     [ "broyden", Broyden.Create(o, BroydenOptions(Memory = 5))

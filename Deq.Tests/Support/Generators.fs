@@ -83,5 +83,9 @@ let tanhProblems rhoLo rhoHi =
     |> Gen.map (fun (s, n, b, r) -> { TanhProblem.Seed = s; N = n; Batch = b; Rho = r })
     |> Arb.fromGen
 
+/// A tensor's entries as the bits of their float64 values, for comparisons to the bit (NaN included).
+let bits (t: Tensor) =
+    t.``to``(ScalarType.Float64).data<float>().ToArray() |> Array.map System.BitConverter.DoubleToInt64Bits
+
 /// The largest element of |a - b|.
 let maxAbsDiff (a: Tensor) (b: Tensor) = (a - b).abs().max().item<float>()
