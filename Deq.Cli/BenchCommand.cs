@@ -50,6 +50,7 @@ internal static class BenchCommand
         TorchSharp.torch.set_num_threads(1);
         var (costs, boundF, perCallF) = SolverBenchmarks.Toy();
         Console.WriteLine("toy: f(z) = tanh(W z + U x), D 128, batch 64, float32, one thread; weight norm bound once");
+        Console.WriteLine($"  allocator: {Deq.Native.FreedMemory.Status}");
         foreach (var c in costs)
             Console.WriteLine($"  {c.Solver,-9} overhead over f {c.OverheadFraction,5:F2}x   {c.Seconds / c.Steps * 1e6,6:F0} us/step, f {c.FSeconds / c.Evaluations * 1e6:F0} us");
         Console.WriteLine($"  f: {boundF:F0} us with W bound once, {perCallF:F0} us with weight norm per call");
@@ -62,6 +63,7 @@ internal static class BenchCommand
         TorchSharp.torch.set_num_threads(1);
         var s = BenchmarkSuite.Settings.Full;
         Console.WriteLine($"solver overhead: DEQ-TrellisNet core h {s.OverheadWidth}, seq {s.OverheadSeqLen}, batch {s.OverheadBatch}, 20 steps, least of {s.Repeats} solves, one thread");
+        Console.WriteLine($"  allocator: {Deq.Native.FreedMemory.Status}");
         foreach (var c in BenchmarkSuite.SolverOverhead(s))
             Console.WriteLine($"  {c.Solver,-9} overhead {c.OverheadFraction,6:P1} of f   {c.Seconds / c.Steps * 1000,6:F2} ms/step, f {c.FSeconds / c.Evaluations * 1000:F2} ms, " +
                 $"bookkeeping {(c.Seconds - c.FSeconds) / c.Steps * 1000:F2} ms a step");

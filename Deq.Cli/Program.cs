@@ -1,6 +1,9 @@
 using System.Text.RegularExpressions;
 using Deq.Cli;
 
+// Deq.Core first: its initializer sets up the allocator before libtorch's first allocation, which some commands
+// would otherwise make (set_num_threads loads libtorch) before they touch a Deq type.
+Deq.Native.TorchRuntime.EnsureLoadable();
 try
 {
     return Dispatch(args);

@@ -87,9 +87,35 @@ public static class FreedMemory
         try { kernel = File.ReadAllText(KernelHugePages); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return "no huge pages (the kernel has no transparent huge pages)"; }
         if (kernel.Contains("[never]", StringComparison.Ordinal)) return "no huge pages (off in the kernel)";
-        if (LibTorchLoaded()) return "huge pages not advised (libtorch was loaded before Deq.Core)";
+        bool loaded = LibTorchLoaded();
         // setenv, not Environment.SetEnvironmentVariable: .NET keeps its own copy, c10 reads the C environment.
-        return setenv(HugePagesVariable, "1", 0) == 0 ? "huge pages advised for blocks of 2 MiB and more" : "huge pages not advised (setenv failed)";
+        if (setenv(HugePagesVariable, "1", 0) != 0) return "huge pages not advised (setenv failed)";
+        if (!loaded) return "huge pages advised for blocks of 2 MiB and more";
+        // c10 reads the switch once, at its first allocation: loaded is not the same as decided (the CLI's
+        // set_num_threads loads libtorch and allocates nothing), so ask the kernel what a fresh block got.
+        return HugePagesInEffect() == true
+            ? "huge pages advised for blocks of 2 MiB and more"
+            : "huge pages NOT in effect: libtorch allocated before Deq.Core loaded (use a Deq type before the first tensor)";
+    }
+
+    /// <summary>
+    /// Whether libtorch advises huge pages for its large CPU blocks in this process: a fresh 4 MiB tensor's mapping
+    /// carries the kernel's "hg" flag (MADV_HUGEPAGE) in /proc/self/smaps. Null where that cannot be read (not Linux).
+    /// </summary>
+    public static bool? HugePagesInEffect()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            using var probe = TorchSharp.torch.empty(1 << 20, dtype: TorchSharp.torch.ScalarType.Float32);
+            return MappingAdvisedHuge(Address(probe.bytes));
+        }
+        catch (IOException) { return null; }
+    }
+
+    static unsafe ulong Address(ReadOnlySpan<byte> memory)
+    {
+        fixed (byte* p = memory) return (ulong)p;
     }
 
     // c10 reads the variable once, at its first allocation; loaded before us, it may have read it already.
@@ -97,6 +123,24 @@ public static class FreedMemory
     {
         try { return File.ReadLines("/proc/self/maps").Any(l => l.EndsWith("/libtorch_cpu.so", StringComparison.Ordinal)); }
         catch (IOException) { return false; }
+    }
+
+    // The VmFlags of the smaps entry whose range holds `address` include "hg".
+    static bool? MappingAdvisedHuge(ulong address)
+    {
+        bool inside = false;
+        foreach (var line in File.ReadLines("/proc/self/smaps"))
+        {
+            if (line.Length > 0 && char.IsAsciiHexDigit(line[0]) && line.IndexOf('-') is var dash and > 0 && line.IndexOf(' ') is var space and > 0 && dash < space)
+            {
+                ulong from = ulong.Parse(line.AsSpan(0, dash), System.Globalization.NumberStyles.HexNumber);
+                ulong to = ulong.Parse(line.AsSpan(dash + 1, space - dash - 1), System.Globalization.NumberStyles.HexNumber);
+                inside = from <= address && address < to;
+            }
+            else if (inside && line.StartsWith("VmFlags:", StringComparison.Ordinal))
+                return line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Contains("hg");
+        }
+        return null;
     }
 
     /// <summary>

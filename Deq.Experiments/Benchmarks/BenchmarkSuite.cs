@@ -55,7 +55,7 @@ public static class BenchmarkSuite
         {
             ["scale"] = scaleName, ["machine"] = run.Machine, ["device"] = run.Device,
             ["date"] = run.Date.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture), ["commit"] = run.Commit,
-            ["memory_method"] = TrainingMemory.CpuMethod, ["threads"] = 1,
+            ["memory_method"] = TrainingMemory.CpuMethod, ["threads"] = 1, ["allocator"] = Deq.Native.FreedMemory.Status,
         };
         var table = new StringBuilder();
 

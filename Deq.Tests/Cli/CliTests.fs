@@ -7,6 +7,7 @@ open System.Diagnostics
 open System.IO
 open System.Text
 open Expecto
+open Deq.Native
 open Deq.Experiments.Benchmarks
 open Deq.Tests.Support.Files
 
@@ -233,6 +234,17 @@ let works =
                                    "--forward-iters"; "7"; "--backward-iters"; "9" ]
             Expect.stringContains out "forward solver: forward(7 iters, rel 1E-4) or else anderson(m=2, 7 iters, rel 1E-4)" "lean forward"
             Expect.stringContains out "adjoint: implicit(fixed point by forward(9 iters, rel 1E-5) or else forward(damping=0.5, 9 iters, rel 1E-5))" "lean adjoint"
+        }
+
+        test "deq sets up the allocator before libtorch's first allocation (bench set_num_threads first and lost huge pages)" {
+            if not built.Value then skiptest "deq is not built"
+            use d = new TempDir()
+            let out = succeeds d [ "bench"; "toy" ]
+            Expect.stringContains out "allocator: mmap threshold" "the allocator line"
+            Expect.isFalse (out.Contains "NOT in effect" || out.Contains "not advised") out
+            let kernel = "/sys/kernel/mm/transparent_hugepage/enabled"
+            if File.Exists kernel && not ((File.ReadAllText kernel).Contains "[never]") && String.IsNullOrEmpty(Environment.GetEnvironmentVariable FreedMemory.HugePagesVariable) then
+                Expect.stringContains out "huge pages advised" out
         }
 
         test "deq --help, deq train --help and deq data --help print usage and exit 0" {

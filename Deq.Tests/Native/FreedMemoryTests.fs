@@ -30,6 +30,7 @@ let freedMemory =
                 if kernelHasThp && unset FreedMemory.HugePagesVariable then
                     Expect.stringContains status "huge pages advised" status
                     Expect.equal (cEnvironment FreedMemory.HugePagesVariable) (Some "1") "c10's switch in the C environment"
+                    Expect.equal (FreedMemory.HugePagesInEffect()) (Nullable true) "a fresh 4 MiB tensor's mapping is advised huge (smaps' hg flag)"
             Expect.equal (FreedMemory.Apply()) status "idempotent"
         }
     ]
