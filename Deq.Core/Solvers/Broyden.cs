@@ -28,8 +28,8 @@ public sealed record BroydenOptions(int Memory = 30, bool LineSearch = false, in
 /// <summary>
 /// Broyden's ("good") method on g(z) = f(z) - z, as the DEQ paper uses it: the inverse Jacobian
 /// starts at B0 = -I and gains one rank-one correction per step, stored as low-rank factors
-/// U, V [batch, Memory, width] (a slot is one contiguous row per element), so memory is
-/// O(batch x width x Memory). Each batch element has its own factors and its own line search.
+/// U, V [batch, m, width] with m = min(Memory, MaxIter - 1), the slots a solve can fill (a slot is one
+/// contiguous row per element), so memory is O(batch x width x m). Each batch element has its own factors and its own line search.
 /// A step costs two low-rank products: J^-1 g_new and dx^T J^-1; J^-1 dg follows from the first
 /// by linearity, and the next direction J_new^-1 g_new from the rank-one update itself.
 /// </summary>
@@ -40,7 +40,7 @@ public static class Broyden
     {
         var bo = (broyden ?? BroydenOptions.Default).Validate();
         var name = (bo.LineSearch ? "broyden(line-search)" : "broyden") + (bo.Safeguard > 0 ? $"(safeguard={bo.Safeguard})" : "");
-        var solver = new SolverMethod<Factors>(name, (ctx, it) => new Factors(ctx, bo.Memory, it, bo.Safeguard > 0), (ctx, st, it) => Step(ctx, st, it, bo),
+        var solver = new SolverMethod<Factors>(name, (ctx, it) => new Factors(ctx, Slots(ctx, bo), it, bo.Safeguard > 0), (ctx, st, it) => Step(ctx, st, it, bo),
             st => st.Release()).ToSolver(options);
         return SolverDescriptions.Register(solver, $"{name}(m={bo.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
@@ -69,6 +69,10 @@ public static class Broyden
     /// (32 KiB) that a call per row costs less than faulting its pages in.</summary>
     internal static bool ProductsRowWise(Tensor z, long batch, long width) =>
         ForceRowWise ?? (FreshIsNewPages(z, batch, width) && width * z.ElementSize >= 32 * 1024);
+
+    // Slots a solve can fill: one per step after the first, so no more than MaxIter - 1 (a ring of Memory would leave
+    // the rest unwritten, yet its pages are faulted in: huge pages cover several slots).
+    static int Slots(SolveContext ctx, BroydenOptions bo) => Math.Max(1, Math.Min(bo.Memory, ctx.Options.MaxIter - 1));
 
     // U, V: the rank-one corrections; G: g at the current iterate; JG: J^-1 g there, under the current factors.
     // The views a step uses (per slot, and the full ring's with their transposes) are made once.
@@ -210,7 +214,7 @@ public static class Broyden
 
     static Iterate Step(SolveContext ctx, Factors st, Iterate it, BroydenOptions bo)
     {
-        int k = ctx.Step - 1, mem = bo.Memory;
+        int k = ctx.Step - 1, mem = st.USlot.Length;
         int used = Math.Min(k, mem), slot = k % mem;
         var z = it.Z;
         if (bo.Safeguard > 0) z = Safeguard(st, z, bo.Safeguard);

@@ -130,7 +130,8 @@ internal sealed class HostLedger : SolveLedger
         _growthCap = _start.Select(s => s * _o.MaxGrowth).ToArray();
         _lowest = Enumerable.Repeat(double.PositiveInfinity, (int)_batch).ToArray();
         (_bestStep, _failedAt) = (new int[_batch], new int[_batch]);
-        _best = it.Z.clone().DetachFromDisposeScope();
+        // A handle on z0, not a copy: step 1 replaces it when every element is finite, and TakeRows copies it otherwise.
+        (_best, _bestIsIterate) = (it.Z.detach().DetachFromDisposeScope(), true);
         _improved = torch.zeros([_batch, 1], dtype: ScalarType.Bool, device: it.Z.device).DetachFromDisposeScope();
     }
 
