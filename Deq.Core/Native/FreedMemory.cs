@@ -93,9 +93,12 @@ public static class FreedMemory
         if (!loaded) return "huge pages advised for blocks of 2 MiB and more";
         // c10 reads the switch once, at its first allocation: loaded is not the same as decided (the CLI's
         // set_num_threads loads libtorch and allocates nothing), so ask the kernel what a fresh block got.
-        return HugePagesInEffect() == true
-            ? "huge pages advised for blocks of 2 MiB and more"
-            : "huge pages NOT in effect: libtorch allocated before Deq.Core loaded (use a Deq type before the first tensor)";
+        return HugePagesInEffect() switch
+        {
+            true => "huge pages advised for blocks of 2 MiB and more",
+            false => "huge pages NOT in effect: libtorch allocated before Deq.Core loaded (use a Deq type before the first tensor)",
+            null => "huge pages advised for blocks of 2 MiB and more, if libtorch (loaded first) had not allocated yet: could not check",
+        };
     }
 
     /// <summary>
@@ -110,7 +113,8 @@ public static class FreedMemory
             using var probe = TorchSharp.torch.empty(1 << 20, dtype: TorchSharp.torch.ScalarType.Float32);
             return MappingAdvisedHuge(Address(probe.bytes));
         }
-        catch (IOException) { return null; }
+        // (This runs in Deq.Core's initializer, where any exception would make every Deq type unusable.)
+        catch (Exception) { return null; }
     }
 
     static unsafe ulong Address(ReadOnlySpan<byte> memory)
