@@ -67,6 +67,7 @@ internal static class BenchCommand
         foreach (var c in BenchmarkSuite.SolverOverhead(s))
             Console.WriteLine($"  {c.Solver,-9} overhead {c.OverheadFraction,6:P1} of f   {c.Seconds / c.Steps * 1000,6:F2} ms/step, f {c.FSeconds / c.Evaluations * 1000:F2} ms, " +
                 $"bookkeeping {(c.Seconds - c.FSeconds) / c.Steps * 1000:F2} ms a step");
+        Console.WriteLine("  " + BenchmarkSuite.FactorFloor(s));
         return 0;
     }
 }

@@ -34,13 +34,31 @@ public static class BenchmarkSuite
             new MemoryVsDepth.Settings(CoreFamily.TrellisNet, 32, 150, 15, [2, 4, 8, 16], [5, 30, 50], 0), MemoryTargets.Settings.Quick, 32, 50, 8, 1, 512, 10, 2, 10, 1e-3, 60);
     }
 
+    const int OverheadSteps = 20;
+
     /// <summary>Each solver's overhead over f at the overhead width: 20 steps, least of <c>Repeats</c> solves.</summary>
     public static SolverCost[] SolverOverhead(Settings s)
     {
         using var core = BenchCore.Create(CoreFamily.TrellisNet, s.OverheadWidth, s.OverheadSeqLen, s.OverheadBatch, torch.CPU);
         using var scope = torch.NewDisposeScope();
         var bound = core.Bind();
-        return SolverBenchmarks.Overhead(bound.F, bound.Z0, 20, s.Repeats);
+        return SolverBenchmarks.Overhead(bound.F, bound.Z0, OverheadSteps, s.Repeats);
+    }
+
+    /// <summary>The floor under Broyden's bookkeeping at the overhead shape (<see cref="FactorBandwidth"/>), as a line.</summary>
+    public static string FactorFloor(Settings s) => FactorFloor(Bandwidth(s));
+
+    static FactorBandwidth Bandwidth(Settings s)
+    {
+        using var core = BenchCore.Create(CoreFamily.TrellisNet, s.OverheadWidth, s.OverheadSeqLen, s.OverheadBatch, torch.CPU);
+        return FactorBandwidth.Measure(s.OverheadBatch, checked((int)(core.StateBytes / s.OverheadBatch / 4)), OverheadSteps);
+    }
+
+    static string FactorFloor(FactorBandwidth b)
+    {
+        var (three, two) = (b.Milliseconds(3), b.Milliseconds(2));
+        return $"factors: one core reads {b.ColdGBps:F0} GB/s from memory, {b.WarmGBps:F0} from cache (dots, four rows a sweep); Broyden's U or V is " +
+            $"{b.FactorMBPerStep:F1} MB a step on average: its three passes take {three.FromCache:F2}-{three.FromMemory:F2} ms a step (cache to memory), two would take {two.FromCache:F2}-{two.FromMemory:F2}";
     }
 
     /// <summary>Runs everything and returns the JSON report and a printable table.</summary>
@@ -104,6 +122,12 @@ public static class BenchmarkSuite
         json["solver_overhead_setting"] = $"DEQ-TrellisNet core h {s.OverheadWidth}, seq {s.OverheadSeqLen}, batch {s.OverheadBatch}; 20 steps each (tolerance unreachable); (solve time - time inside f) / time inside f, least of {s.Repeats} solves";
         json["solver_overhead_fraction"] = new JsonObject(overhead.Select(c => KeyValuePair.Create(c.Solver, (JsonNode?)Num(c.OverheadFraction))));
         table.AppendLine("Solver overhead over f (h " + s.OverheadWidth + "): " + string.Join(", ", overhead.Select(c => $"{c.Solver} {c.OverheadFraction:P1} ({c.Seconds / c.Steps * 1000:F1} ms/step, f {c.FSeconds / c.Evaluations * 1000:F1} ms)")));
+        var bandwidth = Bandwidth(s);
+        json["solver_overhead_factor_floor"] = Row(("read_gbps_from_memory", bandwidth.ColdGBps), ("read_gbps_from_cache", bandwidth.WarmGBps),
+            ("broyden_factor_mb_per_step", bandwidth.FactorMBPerStep),
+            ("three_passes_ms_from_cache", bandwidth.Milliseconds(3).FromCache), ("three_passes_ms_from_memory", bandwidth.Milliseconds(3).FromMemory),
+            ("two_passes_ms_from_cache", bandwidth.Milliseconds(2).FromCache), ("two_passes_ms_from_memory", bandwidth.Milliseconds(2).FromMemory));
+        table.AppendLine("  " + FactorFloor(bandwidth));
 
         // The toy of issue 14 (a peer library's own benchmark): per-iteration overhead over a cheap f.
         Progress.Report("bench: toy DEQ overhead");

@@ -1,0 +1,75 @@
+using System.Diagnostics;
+using System.Numerics;
+using System.Runtime.InteropServices;
+
+namespace Deq.Experiments.Benchmarks;
+
+/// <summary>
+/// The floor under Broyden's bookkeeping at the solver-overhead shape: how fast one core reads float32 rows the way the
+/// C# step reads its factors (dot products against one row, four rows per sweep), from memory and from cache, and what
+/// reading the factors costs at that rate. A step's passes over the factors cannot beat it, so it tells whether a
+/// target in fractions of f is within reach on the machine at hand.
+/// </summary>
+/// <param name="ColdGBps">GB/s when the rows come from memory (a buffer larger than the last-level cache written in between).</param>
+/// <param name="WarmGBps">GB/s when they are in cache.</param>
+/// <param name="FactorMBPerStep">MB of one factor (U or V) in use per step, averaged over the solve's Broyden steps.</param>
+public sealed record FactorBandwidth(double ColdGBps, double WarmGBps, double FactorMBPerStep)
+{
+    /// <summary>Milliseconds a step spends reading the factors <paramref name="passes"/> times (one pass: U or V once),
+    /// from cache (the least possible) and from memory. A real step sits between: f evicts part of the factors.</summary>
+    public (double FromCache, double FromMemory) Milliseconds(int passes) => (passes * FactorMBPerStep / WarmGBps, passes * FactorMBPerStep / ColdGBps);
+
+    /// <summary>Measures at Broyden's shape: <paramref name="batch"/> rows of <paramref name="width"/> floats per slot,
+    /// <paramref name="steps"/> recorded steps (so steps - 1 Broyden steps, the k-th with k slots in use).</summary>
+    public static FactorBandwidth Measure(int batch, int width, int steps, int repeats = 30)
+    {
+        double slots = Enumerable.Range(0, steps - 1).Average();
+        int rows = Math.Max(4, (int)Math.Round(slots * batch)) / 4 * 4;   // one pass: every element's slots in use
+        var factors = new float[(long)rows * width];
+        var x = new float[width];
+        for (int i = 0; i < factors.Length; i++) factors[i] = i % 7 * 0.25f;
+        Array.Fill(x, 0.5f);
+        var evict = new float[16 << 20];   // 64 MiB: over the L3 this runs on (32 MiB here)
+        double Best(bool cold)
+        {
+            double best = double.PositiveInfinity;
+            for (int r = 0; r < repeats; r++)
+            {
+                if (cold) for (int i = 0; i < evict.Length; i += 16) evict[i] += 1;
+                var clock = Stopwatch.StartNew();
+                Sink += Dots(factors, x, rows, width);
+                best = Math.Min(best, clock.Elapsed.TotalSeconds);
+            }
+            return factors.Length * 4.0 / best / 1e9;
+        }
+        Best(false);   // compiled optimised before timing
+        return new FactorBandwidth(Best(true), Best(false), slots * batch * width * 4 / 1e6);
+    }
+
+    // Keeps the dots observable, so the loops are not removed.
+    static float Sink;
+
+    static float Dots(float[] factors, float[] x, int rows, int width)
+    {
+        var xv = MemoryMarshal.Cast<float, Vector<float>>(x.AsSpan());
+        float total = 0;
+        for (int j = 0; j < rows; j += 4)
+        {
+            ReadOnlySpan<Vector<float>> r0 = Row(factors, j, width), r1 = Row(factors, j + 1, width), r2 = Row(factors, j + 2, width), r3 = Row(factors, j + 3, width);
+            Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int k = 0; k < xv.Length; k++)
+            {
+                var xk = xv[k];
+                a0 += r0[k] * xk;
+                a1 += r1[k] * xk;
+                a2 += r2[k] * xk;
+                a3 += r3[k] * xk;
+            }
+            total += Vector.Sum(a0 + a1 + a2 + a3);
+        }
+        return total;
+    }
+
+    static ReadOnlySpan<Vector<float>> Row(float[] factors, int j, int width) =>
+        MemoryMarshal.Cast<float, Vector<float>>(factors.AsSpan(j * width, width));
+}
