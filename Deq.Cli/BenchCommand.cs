@@ -62,12 +62,13 @@ internal static class BenchCommand
     {
         TorchSharp.torch.set_num_threads(1);
         var s = BenchmarkSuite.Settings.Full;
-        Console.WriteLine($"solver overhead: DEQ-TrellisNet core h {s.OverheadWidth}, seq {s.OverheadSeqLen}, batch {s.OverheadBatch}, 20 steps, least of {s.Repeats} solves, one thread");
+        Console.WriteLine($"solver overhead: DEQ-TrellisNet core h {s.OverheadWidth}, seq {s.OverheadSeqLen}, batch {s.OverheadBatch}, {BenchmarkSuite.OverheadSteps} steps, least of {s.Repeats} solves, one thread");
         Console.WriteLine($"  allocator: {Deq.Native.FreedMemory.Status}");
-        foreach (var c in BenchmarkSuite.SolverOverhead(s))
+        var (costs, floor) = BenchmarkSuite.SolverOverhead(s);
+        foreach (var c in costs)
             Console.WriteLine($"  {c.Solver,-9} overhead {c.OverheadFraction,6:P1} of f   {c.Seconds / c.Steps * 1000,6:F2} ms/step, f {c.FSeconds / c.Evaluations * 1000:F2} ms, " +
                 $"bookkeeping {(c.Seconds - c.FSeconds) / c.Steps * 1000:F2} ms a step");
-        Console.WriteLine("  " + BenchmarkSuite.FactorFloor(s));
+        Console.WriteLine("  " + BenchmarkSuite.FactorFloor(floor));
         return 0;
     }
 }

@@ -11,6 +11,8 @@ open TorchSharp
 open Deq.Experiments.Benchmarks
 printfn "allocator: %s" Deq.Native.FreedMemory.Status
 torch.set_num_threads 1
-for c in BenchmarkSuite.SolverOverhead BenchmarkSuite.Settings.Full do
+let result = BenchmarkSuite.SolverOverhead BenchmarkSuite.Settings.Full
+for c in result.Costs do
     let perStep = (c.Seconds - c.FSeconds) / float c.Evaluations * 1e3
     printfn "%-9s overhead %.3f of f (solve %.1f ms, f %.2f ms a call, %.2f ms of bookkeeping a step)" c.Solver c.OverheadFraction (c.Seconds * 1e3) (c.FSeconds * 1e3 / float c.Evaluations) perStep
+printfn "%s" (BenchmarkSuite.FactorFloor result.Floor)

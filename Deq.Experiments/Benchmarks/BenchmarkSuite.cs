@@ -34,27 +34,28 @@ public static class BenchmarkSuite
             new MemoryVsDepth.Settings(CoreFamily.TrellisNet, 32, 150, 15, [2, 4, 8, 16], [5, 30, 50], 0), MemoryTargets.Settings.Quick, 32, 50, 8, 1, 512, 10, 2, 10, 1e-3, 60);
     }
 
-    const int OverheadSteps = 20;
+    /// <summary>Steps each solver runs in the solver-overhead benchmark (the tolerance is unreachable).</summary>
+    public const int OverheadSteps = 20;
 
-    /// <summary>Each solver's overhead over f at the overhead width: 20 steps, least of <c>Repeats</c> solves.</summary>
-    public static SolverCost[] SolverOverhead(Settings s)
+    /// <summary>The solver-overhead benchmark's results.</summary>
+    /// <param name="Costs">Each solver's overhead over f.</param>
+    /// <param name="Floor">The floor under Broyden's bookkeeping at the same shape.</param>
+    public sealed record SolverOverheadResult(SolverCost[] Costs, FactorBandwidth Floor);
+
+    /// <summary>Each solver's overhead over f at the overhead width (<see cref="OverheadSteps"/> steps, least of
+    /// <c>Repeats</c> solves), and the floor under Broyden's bookkeeping at that shape (<see cref="FactorBandwidth"/>).</summary>
+    public static SolverOverheadResult SolverOverhead(Settings s)
     {
         using var core = BenchCore.Create(CoreFamily.TrellisNet, s.OverheadWidth, s.OverheadSeqLen, s.OverheadBatch, torch.CPU);
         using var scope = torch.NewDisposeScope();
         var bound = core.Bind();
-        return SolverBenchmarks.Overhead(bound.F, bound.Z0, OverheadSteps, s.Repeats);
+        var costs = SolverBenchmarks.Overhead(bound.F, bound.Z0, OverheadSteps, s.Repeats);
+        int width = checked((int)(bound.Z0.numel() / s.OverheadBatch));
+        return new SolverOverheadResult(costs, FactorBandwidth.Measure(s.OverheadBatch, width, OverheadSteps));
     }
 
-    /// <summary>The floor under Broyden's bookkeeping at the overhead shape (<see cref="FactorBandwidth"/>), as a line.</summary>
-    public static string FactorFloor(Settings s) => FactorFloor(Bandwidth(s));
-
-    static FactorBandwidth Bandwidth(Settings s)
-    {
-        using var core = BenchCore.Create(CoreFamily.TrellisNet, s.OverheadWidth, s.OverheadSeqLen, s.OverheadBatch, torch.CPU);
-        return FactorBandwidth.Measure(s.OverheadBatch, checked((int)(core.StateBytes / s.OverheadBatch / 4)), OverheadSteps);
-    }
-
-    static string FactorFloor(FactorBandwidth b)
+    /// <summary>The floor as a printable line.</summary>
+    public static string FactorFloor(FactorBandwidth b)
     {
         var (three, two) = (b.Milliseconds(3), b.Milliseconds(2));
         return $"factors: one core reads {b.ColdGBps:F0} GB/s from memory, {b.WarmGBps:F0} from cache (dots, four rows a sweep); Broyden's U or V is " +
@@ -118,16 +119,15 @@ public static class BenchmarkSuite
 
         // Solver overhead at hidden size 512.
         Progress.Report("bench: solver overhead");
-        var overhead = SolverOverhead(s);
-        json["solver_overhead_setting"] = $"DEQ-TrellisNet core h {s.OverheadWidth}, seq {s.OverheadSeqLen}, batch {s.OverheadBatch}; 20 steps each (tolerance unreachable); (solve time - time inside f) / time inside f, least of {s.Repeats} solves";
+        var (overhead, floor) = SolverOverhead(s);
+        json["solver_overhead_setting"] = $"DEQ-TrellisNet core h {s.OverheadWidth}, seq {s.OverheadSeqLen}, batch {s.OverheadBatch}; {OverheadSteps} steps each (tolerance unreachable); (solve time - time inside f) / time inside f, least of {s.Repeats} solves";
         json["solver_overhead_fraction"] = new JsonObject(overhead.Select(c => KeyValuePair.Create(c.Solver, (JsonNode?)Num(c.OverheadFraction))));
         table.AppendLine("Solver overhead over f (h " + s.OverheadWidth + "): " + string.Join(", ", overhead.Select(c => $"{c.Solver} {c.OverheadFraction:P1} ({c.Seconds / c.Steps * 1000:F1} ms/step, f {c.FSeconds / c.Evaluations * 1000:F1} ms)")));
-        var bandwidth = Bandwidth(s);
-        json["solver_overhead_factor_floor"] = Row(("read_gbps_from_memory", bandwidth.ColdGBps), ("read_gbps_from_cache", bandwidth.WarmGBps),
-            ("broyden_factor_mb_per_step", bandwidth.FactorMBPerStep),
-            ("three_passes_ms_from_cache", bandwidth.Milliseconds(3).FromCache), ("three_passes_ms_from_memory", bandwidth.Milliseconds(3).FromMemory),
-            ("two_passes_ms_from_cache", bandwidth.Milliseconds(2).FromCache), ("two_passes_ms_from_memory", bandwidth.Milliseconds(2).FromMemory));
-        table.AppendLine("  " + FactorFloor(bandwidth));
+        var (three, two) = (floor.Milliseconds(3), floor.Milliseconds(2));
+        json["solver_overhead_factor_floor"] = Row(("read_gbps_from_memory", floor.ColdGBps), ("read_gbps_from_cache", floor.WarmGBps),
+            ("broyden_factor_mb_per_step", floor.FactorMBPerStep), ("three_passes_ms_from_cache", three.FromCache), ("three_passes_ms_from_memory", three.FromMemory),
+            ("two_passes_ms_from_cache", two.FromCache), ("two_passes_ms_from_memory", two.FromMemory));
+        table.AppendLine("  " + FactorFloor(floor));
 
         // The toy of issue 14 (a peer library's own benchmark): per-iteration overhead over a cheap f.
         Progress.Report("bench: toy DEQ overhead");
