@@ -26,7 +26,7 @@ public sealed class SolveContext : IDisposable
             throw new ArgumentException($"{name}: z0 must be batch-first with at least one element; got shape [{string.Join(", ", z0.shape)}].", nameof(z0));
         if (!z0.is_floating_point())
             throw new ArgumentException($"{name}: z0 must be a floating-point tensor; got {z0.dtype}.", nameof(z0));
-        if (!(HostReductions.AllFinite(z0) ?? Finite(z0)))
+        if (!FiniteEntries(z0))
             throw new ArgumentException($"{name}: z0 contains NaN or Inf.", nameof(z0));
         Shape = z0.shape;
         _dtype = z0.dtype;
@@ -86,9 +86,15 @@ public sealed class SolveContext : IDisposable
         return flat;
     }
 
-    static bool Finite(Tensor t)
+    // A broadcast dimension (stride 0) repeats its values, so one index of it stands for all: InitialGuess.Zeros is one
+    // value read once, where libtorch's isfinite over the broadcast took 0.4 ms at h 512, a fifth of a solve's bookkeeping.
+    static bool FiniteEntries(Tensor z0)
     {
-        using (torch.NewDisposeScope()) return torch.isfinite(t).all().item<bool>();
+        using var scope = torch.NewDisposeScope();
+        var t = z0;
+        for (int d = 0; d < t.dim(); d++)
+            if (t.stride(d) == 0 && t.size(d) > 1) t = t.narrow(d, 0, 1);
+        return HostReductions.AllFinite(t) ?? torch.isfinite(t).all().item<bool>();
     }
 
     // Tensor.shape marshals a new array (0.8 us, a tenth of the toy's whole step bookkeeping); size(i) does not.

@@ -117,6 +117,19 @@ let contracts =
                 Solver.run (Broyden.Create()) f (TestDevice.zerosOn (TestDevice.device ()) [ 3; 6 ] + Double.NaN) |> ignore)
         }
 
+        test "a broadcast z0 is checked through its one stored value per broadcast dimension" {
+            use scope = torch.NewDisposeScope()
+            let f, _ = problem ()
+            let nanOnce = (torch.zeros([| 1L; 1L |], dtype = ScalarType.Float64) + Double.NaN).expand([| 3L; 6L |])
+            throwsWith<ArgumentException> [ "NaN" ] (fun () -> Solver.run (Broyden.Create()) f nanOnce |> ignore)
+            // Broadcast over the batch only: the NaN sits in the one stored row, at its last entry.
+            let row = torch.zeros([| 1L; 6L |], dtype = ScalarType.Float64)
+            row.[0L, 5L] <- torch.tensor(Double.PositiveInfinity, dtype = ScalarType.Float64)
+            throwsWith<ArgumentException> [ "NaN or Inf" ] (fun () -> Solver.run (Broyden.Create()) f (row.expand([| 3L; 6L |])) |> ignore)
+            let r = Solver.run (Broyden.Create(SolverOptions(Tol = 1e-8))) f (InitialGuess.Zeros([| 3L; 6L |], ScalarType.Float64, torch.CPU))
+            Expect.isTrue r.Converged $"a finite broadcast z0 solves: {r}"
+        }
+
         test "a diverging map stops with Diverged, not a silent answer" {
             use scope = torch.NewDisposeScope()
             let z0 = torch.ones([| 2L; 4L |], dtype = ScalarType.Float64)
