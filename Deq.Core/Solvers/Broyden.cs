@@ -31,7 +31,9 @@ public sealed record BroydenOptions(int Memory = 30, bool LineSearch = false, in
 /// U, V [batch, m, width] with m = min(Memory, MaxIter - 1), the slots a solve can fill (a slot is one
 /// contiguous row per element), so memory is O(batch x width x m). Each batch element has its own factors and its own line search.
 /// A step costs two low-rank products: J^-1 g_new and dx^T J^-1; J^-1 dg follows from the first
-/// by linearity, and the next direction J_new^-1 g_new from the rank-one update itself.
+/// by linearity, and the next direction J_new^-1 g_new from the rank-one update itself. On the CPU the step after f
+/// runs in C# and, until the ring wraps, keeps V implicit (<see cref="BroydenCompactStep"/>): the factors are read
+/// twice a step, not three times.
 /// </summary>
 public static class Broyden
 {
@@ -55,6 +57,19 @@ public static class Broyden
     /// ops); null picks by <see cref="BroydenHostStep.Suit"/>. For tests and benchmarks.</summary>
     internal static bool? ForceHostStep { get => _forceHostStep; set => _forceHostStep = value; }
     [ThreadStatic] static bool? _forceHostStep;
+
+    /// <summary>Forces the C# step's form on this thread (true: V implicit until the ring wraps; false: V explicit);
+    /// null picks by <see cref="ImplicitPays"/>. For tests and benchmarks.</summary>
+    internal static bool? ForceImplicitV { get => _forceImplicitV; set => _forceImplicitV = value; }
+    [ThreadStatic] static bool? _forceImplicitV;
+
+    /// <summary>
+    /// Whether keeping V implicit pays at rows of <paramref name="width"/> with <paramref name="slots"/> slots: it saves
+    /// a pass over V (slots x width, in SIMD vectors) and costs two triangular substitutions (slots^2 / 2 each, in
+    /// scalars). On the toy (width 128, 29 slots) it lost, 0.86x f against 0.68x; at h 512 (30 720, 19) it won,
+    /// 0.13-0.14 against 0.16-0.17.
+    /// </summary>
+    internal static bool ImplicitPays(long width, int slots) => ForceImplicitV ?? width >= 16L * slots;
 
     /// <summary>
     /// Whether a fresh [batch, width] tensor would be new pages the kernel faults in: CPU, at or above the mmap
@@ -106,19 +121,34 @@ public static class Broyden
                 BestNorm = ctx.Keep(G.norm(1));
             }
             Host = ForceHostStep ?? BroydenHostStep.Suit(U);
-            if (Host || FreshIsNewPages(z, b, n)) (Dx, Dg) = (ctx.Keep(Fresh(ctx, z)), ctx.Keep(Fresh(ctx, z)));
+            if (Host && ImplicitPays(n, memory)) W = BroydenCompactStep.NewW(U);
+            else if (Host || FreshIsNewPages(z, b, n)) (Dx, Dg) = (ctx.Keep(Fresh(ctx, z)), ctx.Keep(Fresh(ctx, z)));
             if (!Host && ProductsRowWise(z, b, n)) Row = ctx.Keep(torch.empty(1, n, dtype: z.dtype, device: z.device));
         }
 
-        // Set where the step after f runs in C# (CPU float32/float64, BroydenHostStep), into the buffers.
+        // Set where the step after f runs in C# (CPU float32/float64), into the buffers.
         public bool Host { get; }
+
+        // Where the step runs in C#: V's slots hold dx and W the dots that give V from them (BroydenCompactStep), until
+        // Expand; null once V is explicit.
+        public Array? W { get; private set; }
+
+        // V explicit from here on (the ring is about to wrap, or libtorch's ops take a step), with the explicit form's
+        // two buffers; `used` slots are filled.
+        public void Expand(int used)
+        {
+            if (W is null) return;
+            BroydenCompactStep.Expand(V, W, used);
+            W = null;
+            (Dx, Dg) = (_ctx.Keep(Fresh(_ctx, _g)), _ctx.Keep(Fresh(_ctx, _g)));
+        }
 
         static Tensor Fresh(SolveContext ctx, Tensor z) => torch.empty(ctx.Batch, ctx.Width, dtype: z.dtype, device: z.device);
 
         // A step's [batch, width] temporaries where a fresh one would be new pages (h 512: 3.7 of Broyden's 5.6 ms of
         // bookkeeping a step went to page faults); null where fresh is cheap.
-        public Tensor? Dx { get; }
-        public Tensor? Dg { get; }
+        public Tensor? Dx { get; private set; }
+        public Tensor? Dg { get; private set; }
 
         // a - b, into `buffer` where there is one (the same arithmetic, so the same bits).
         public static Tensor Difference(Tensor a, Tensor b, Tensor? buffer) => buffer is null ? a - b : buffer.copy_(a).sub_(b);
@@ -222,14 +252,19 @@ public static class Broyden
         Tensor x, fx;
         if (bo.LineSearch) (x, fx) = LineSearch(ctx, z, st.G, st.JG.neg(), bo.LineSearchTrials);
         else fx = ctx.Evaluate(x = NextPoint(ctx, st, z));
+        // The first step's z is often a broadcast (InitialGuess.Zeros): a copy of it keeps the step in C#.
+        if (st.Host && !BroydenHostStep.Readable(z) && BroydenHostStep.Readable(x, fx)) z = z.contiguous();
         if (st.Host && BroydenHostStep.Readable(z, x, fx))
         {
-            // What follows, in C#: g_new into the spare, J_new^-1 g_new into the old g's buffer, u into the old J^-1 g's.
+            // What follows, in C#: g_new into the spare, J_new^-1 g_new into the old g's buffer.
             var (gNew, jgNew) = (st.Spare, st.G);
-            BroydenHostStep.Run(new(z, x, fx, st.G, st.JG, st.Spare, st.Dx!, st.Dg!, st.U, st.V, used, slot, k >= mem));
+            if (k >= mem) st.Expand(used);
+            if (st.W is { } w0) BroydenCompactStep.Run(new(z, x, fx, st.G, st.JG, st.Spare, st.U, st.V, w0, used));
+            else BroydenHostStep.Run(new(z, x, fx, st.G, st.JG, st.Spare, st.Dx!, st.Dg!, st.U, st.V, used, slot, k >= mem));
             st.Advance(gNew, jgNew);
             return new Iterate(x, fx) { Residual = gNew };
         }
+        st.Expand(used);
         var w = st.At(used);
         var g = st.NewG(fx, x);
         var dx = Factors.Difference(x, z, st.Dx);
@@ -260,7 +295,7 @@ public static class Broyden
     {
         if (!st.Host || !BroydenHostStep.Readable(z)) return z - st.JG;
         var x = ctx.NewIterate();
-        BroydenHostStep.Difference(z, st.JG, x);
+        RowKernels.Difference(z, st.JG, x);
         return x;
     }
 

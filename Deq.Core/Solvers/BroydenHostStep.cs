@@ -1,16 +1,17 @@
 using System.Numerics;
-using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
+using static Deq.Solvers.RowKernels;
 
 namespace Deq.Solvers;
 
 /// <summary>
-/// The part of a Broyden step after f, for CPU float32/float64, in C# over the tensors' memory: per batch element, the
-/// differences in one pass, the factor rows read three times (V's dots, U's dots and combination together, V's
-/// combination), the products' ends in one pass and the rank-one update into the slot in one, where libtorch's form is
-/// some twenty ops, each a dispatch and a pass over [batch, width], and its bmm one BLAS gemv call per element (the
-/// toy: 256 tiny calls a step). At h 512: 0.97 ms against 1.7-2.0 (BENCHMARKS.md).
+/// The part of a Broyden step after f, for CPU float32/float64, in C# over the tensors' memory, with V explicit: where
+/// the implicit form (<see cref="BroydenCompactStep"/>) cannot go on, once the ring wraps or after a step in libtorch's
+/// ops. Per batch element: the differences in one pass, the factor rows read three times (V's dots, U's dots and
+/// combination together, V's combination), the products' ends in one pass and the rank-one update into the slot in one,
+/// where libtorch's form is some twenty ops, each a dispatch and a pass over [batch, width], and its bmm one BLAS gemv
+/// call per element (the toy: 256 tiny calls a step).
 /// The same formulas, term by term, as the libtorch form in <see cref="Broyden"/>; the dot products and the
 /// denominator sum in another order, so values agree with it to round-off, not to the bit. Elements are independent,
 /// so with several threads they run in parallel and give the same bits as on one.
@@ -23,21 +24,6 @@ internal static class BroydenHostStep
 
     /// <summary>Whether this step's tensors can be read as rows: each contiguous (a user's f may return a view).</summary>
     public static bool Readable(params Tensor[] ts) => ts.All(t => t.is_contiguous());
-
-    /// <summary>into = a - b, for contiguous tensors of one shape and dtype (CPU float32/float64).</summary>
-    public static void Difference(Tensor a, Tensor b, Tensor into)
-    {
-        if (a.dtype == ScalarType.Float32) Difference<float>(All<float>(a), All<float>(b), All<float>(into));
-        else Difference<double>(All<double>(a), All<double>(b), All<double>(into));
-    }
-
-    static void Difference<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> into) where T : unmanaged, INumber<T>
-    {
-        ReadOnlySpan<Vector<T>> av = Vectors(a), bv = Vectors(b);
-        Span<Vector<T>> iv = Vectors(into);
-        for (int k = 0; k < iv.Length; k++) iv[k] = av[k] - bv[k];
-        for (int c = iv.Length * Vector<T>.Count; c < into.Length; c++) into[c] = a[c] - b[c];
-    }
 
     /// <summary>The buffers and factors of one step, all [batch, width] but the factors.</summary>
     /// <param name="Z">The iterate the step started from.</param>
@@ -56,17 +42,7 @@ internal static class BroydenHostStep
     public sealed record Buffers(Tensor Z, Tensor X, Tensor Fx, Tensor G, Tensor JG, Tensor NewG, Tensor Dx, Tensor Dg, Tensor U, Tensor V, int Used, int Slot, bool Wrapped);
 
     /// <summary>Runs the step into <paramref name="b"/>'s buffers and factors.</summary>
-    public static void Run(Buffers b)
-    {
-        int batch = (int)b.X.size(0);
-        int threads = Math.Min(torch.get_num_threads(), batch);
-        // In parallel only where an element's work (its row and factors) outweighs handing it to another thread: a
-        // contiguous range of elements per thread.
-        if (threads > 1 && b.X.size(1) * (b.Used + 4) >= 1 << 15)
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => Elements(b, t * batch / threads, (t + 1) * batch / threads));
-        else
-            Elements(b, 0, batch);
-    }
+    public static void Run(Buffers b) => ForElements((int)b.X.size(0), b.X.size(1), b.Used + 4, (from, to) => Elements(b, from, to));
 
     static void Elements(Buffers b, int from, int to)
     {
@@ -76,9 +52,7 @@ internal static class BroydenHostStep
 
     // |denominator| at or below this (or NaN) drops the update (u = 0), as Broyden's libtorch form does; libtorch compares
     // float32 with the bound rounded to float32, so this does too.
-    const double Tiny = 1e-30;
-
-    static Span<T> All<T>(Tensor t) where T : unmanaged => MemoryMarshal.Cast<byte, T>(t.bytes);
+    internal const double Tiny = 1e-30;
 
     // Elements [from, to): the tensors' memory is looked up once for the range (a lookup is a native call, 0.2 us), and
     // the dot products' arrays and the scratch row are the range's.
@@ -157,79 +131,6 @@ internal static class BroydenHostStep
         }
     }
 
-    // dots[j] = rows_j . x for every row, four rows per sweep over x. (Deq.Experiments' FactorBandwidth times it.)
-    internal static void Dots<T>(ReadOnlySpan<T> rows, ReadOnlySpan<T> x, T[] dots, int width) where T : unmanaged, INumber<T>
-    {
-        var xv = Vectors(x);
-        int tail = xv.Length * Vector<T>.Count, j = 0;
-        for (; j + 4 <= dots.Length; j += 4)
-        {
-            ReadOnlySpan<Vector<T>> r0 = Vectors(rows.Slice(j * width, width)), r1 = Vectors(rows.Slice((j + 1) * width, width)),
-                r2 = Vectors(rows.Slice((j + 2) * width, width)), r3 = Vectors(rows.Slice((j + 3) * width, width));
-            Vector<T> a0 = Vector<T>.Zero, a1 = Vector<T>.Zero, a2 = Vector<T>.Zero, a3 = Vector<T>.Zero;
-            for (int k = 0; k < xv.Length; k++)
-            {
-                var xk = xv[k];
-                a0 += r0[k] * xk;
-                a1 += r1[k] * xk;
-                a2 += r2[k] * xk;
-                a3 += r3[k] * xk;
-            }
-            (dots[j], dots[j + 1], dots[j + 2], dots[j + 3]) = (Vector.Sum(a0), Vector.Sum(a1), Vector.Sum(a2), Vector.Sum(a3));
-            for (int c = tail; c < width; c++)
-                for (int i = 0; i < 4; i++) dots[j + i] += rows[(j + i) * width + c] * x[c];
-        }
-        for (; j < dots.Length; j++) dots[j] = Dot(rows.Slice(j * width, width), x);
-    }
-
-    // into = sum_j s_j rows_j, summed in j's order from zero (as a product's sum is formed); with `dots` set, also
-    // dots[j] = rows_j . x in the same read of each row. Four rows per sweep.
-    static void CombinationAndDots<T>(T[] s, ReadOnlySpan<T> rows, Span<T> into, ReadOnlySpan<T> x, T[]? dots, int width) where T : unmanaged, INumber<T>
-    {
-        into.Clear();
-        var iv = Vectors(into);
-        var xv = Vectors(x);
-        int tail = iv.Length * Vector<T>.Count, j = 0;
-        for (; j + 4 <= s.Length; j += 4)
-        {
-            ReadOnlySpan<Vector<T>> r0 = Vectors(rows.Slice(j * width, width)), r1 = Vectors(rows.Slice((j + 1) * width, width)),
-                r2 = Vectors(rows.Slice((j + 2) * width, width)), r3 = Vectors(rows.Slice((j + 3) * width, width));
-            Vector<T> s0 = new(s[j]), s1 = new(s[j + 1]), s2 = new(s[j + 2]), s3 = new(s[j + 3]);
-            if (dots is null)
-                for (int k = 0; k < iv.Length; k++) iv[k] = iv[k] + s0 * r0[k] + s1 * r1[k] + s2 * r2[k] + s3 * r3[k];
-            else
-            {
-                Vector<T> a0 = Vector<T>.Zero, a1 = Vector<T>.Zero, a2 = Vector<T>.Zero, a3 = Vector<T>.Zero;
-                for (int k = 0; k < iv.Length; k++)
-                {
-                    Vector<T> q0 = r0[k], q1 = r1[k], q2 = r2[k], q3 = r3[k], xk = xv[k];
-                    iv[k] = iv[k] + s0 * q0 + s1 * q1 + s2 * q2 + s3 * q3;
-                    a0 += q0 * xk;
-                    a1 += q1 * xk;
-                    a2 += q2 * xk;
-                    a3 += q3 * xk;
-                }
-                (dots[j], dots[j + 1], dots[j + 2], dots[j + 3]) = (Vector.Sum(a0), Vector.Sum(a1), Vector.Sum(a2), Vector.Sum(a3));
-            }
-            for (int c = tail; c < width; c++)
-                for (int i = 0; i < 4; i++)
-                {
-                    var r = rows[(j + i) * width + c];
-                    into[c] += s[j + i] * r;
-                    if (dots is not null) dots[j + i] += r * x[c];
-                }
-        }
-        for (; j < s.Length; j++)
-        {
-            var row = rows.Slice(j * width, width);
-            var rv = Vectors(row);
-            var sj = new Vector<T>(s[j]);
-            for (int k = 0; k < iv.Length; k++) iv[k] += sj * rv[k];
-            for (int c = tail; c < width; c++) into[c] += s[j] * row[c];
-            if (dots is not null) dots[j] = Dot(row, x);
-        }
-    }
-
     // jg = uSum - g_new (in place), u = (u - jg) + dx, vt = vSum - dx (into dx); the denominator dg . vt, vt . g_new, and
     // whether vt is finite.
     static (T Denom, T Vg, bool Finite) Finish<T>(Span<T> jg, ReadOnlySpan<T> vSum, ReadOnlySpan<T> g, ReadOnlySpan<T> dg, Span<T> u, Span<T> dx)
@@ -293,25 +194,4 @@ internal static class BroydenHostStep
         }
     }
 
-    static Span<Vector<T>> Vectors<T>(Span<T> s) where T : unmanaged => MemoryMarshal.Cast<T, Vector<T>>(s);
-    static ReadOnlySpan<Vector<T>> Vectors<T>(ReadOnlySpan<T> s) where T : unmanaged => MemoryMarshal.Cast<T, Vector<T>>(s);
-
-    // p . q with four accumulators (a chain of dependent adds would wait on each add's latency), combined in a fixed order.
-    static T Dot<T>(ReadOnlySpan<T> p, ReadOnlySpan<T> q) where T : unmanaged, INumber<T>
-    {
-        ReadOnlySpan<Vector<T>> pv = Vectors(p), qv = Vectors(q);
-        Vector<T> a0 = Vector<T>.Zero, a1 = Vector<T>.Zero, a2 = Vector<T>.Zero, a3 = Vector<T>.Zero;
-        int k = 0;
-        for (; k + 4 <= pv.Length; k += 4)
-        {
-            a0 += pv[k] * qv[k];
-            a1 += pv[k + 1] * qv[k + 1];
-            a2 += pv[k + 2] * qv[k + 2];
-            a3 += pv[k + 3] * qv[k + 3];
-        }
-        for (; k < pv.Length; k++) a0 += pv[k] * qv[k];
-        T sum = Vector.Sum((a0 + a1) + (a2 + a3));
-        for (int j = pv.Length * Vector<T>.Count; j < p.Length; j++) sum += p[j] * q[j];
-        return sum;
-    }
 }

@@ -51,7 +51,7 @@ public sealed record FactorBandwidth(double ColdGBps, double WarmGBps, double Fa
     static float Dots(float[] factors, float[] x, int rows, int width)
     {
         var dots = new float[rows];
-        Deq.Solvers.BroydenHostStep.Dots<float>(factors.AsSpan(0, rows * width), x, dots, width);
+        Deq.Solvers.RowKernels.Dots<float>(factors.AsSpan(0, rows * width), x, dots, width);
         return dots.Sum();
     }
 }

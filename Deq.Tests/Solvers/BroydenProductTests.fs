@@ -10,20 +10,33 @@ open Deq.Solvers
 open Deq.FSharp
 open Deq.Tests.Support.Generators
 
-// A solve with Broyden's step in a given form: libtorch's, its products row by row into buffers or batched, or C#'s.
-let private withForm (rowWise: bool) (host: bool) (solve: Solver) f (z0: Tensor) =
+// A solve with Broyden's step in a given form: libtorch's, its products row by row into buffers or batched, or C#'s
+// (V implicit until the ring wraps, or explicit).
+let private withForm (rowWise: bool) (host: bool) (implicitV: bool) (solve: Solver) f (z0: Tensor) =
     Broyden.ForceRowWise <- Nullable rowWise
     Broyden.ForceHostStep <- Nullable host
+    Broyden.ForceImplicitV <- Nullable implicitV
     try Solver.run solve f z0
     finally
         Broyden.ForceRowWise <- Nullable()
         Broyden.ForceHostStep <- Nullable()
+        Broyden.ForceImplicitV <- Nullable()
 
-let private withRows rows = withForm rows false
-let private withHost host = withForm false host
+let private withRows rows = withForm rows false false
+let private withHost host = withForm false host false
+let private withImplicitV = withForm false true true
 
-// Broyden's paths: a full ring, a wrapping one, line search, safeguard, an element that turns NaN, and a width that
-// leaves a tail after the SIMD vectors whatever their length.
+// f's output as a strided view (the same values) on every fifth call: those steps take libtorch's form, so the C#
+// form's implicit V is expanded mid-solve.
+let private aViewEveryFifth (f: Tensor -> Tensor) =
+    let mutable calls = 0
+    fun (z: Tensor) ->
+        calls <- calls + 1
+        let y = f z
+        if calls % 5 = 0 then y.t().contiguous().t() else y
+
+// Broyden's paths: a full ring, a wrapping one, line search, safeguard, an element that turns NaN, a width that
+// leaves a tail after the SIMD vectors whatever their length, and libtorch's form taking some steps.
 let private cases () =
     let tanh = snd ({ TanhProblem.Seed = 5; N = 12; Batch = 4; Rho = 0.95 }.Build())
     let tanh13 = snd ({ TanhProblem.Seed = 6; N = 13; Batch = 3; Rho = 0.9 }.Build())
@@ -32,7 +45,8 @@ let private cases () =
       "memory 3, the ring wraps", BroydenOptions(Memory = 3), tanh, 4L, 12L
       "line search", BroydenOptions(Memory = 3, LineSearch = true), tanh, 4L, 12L
       "safeguard", BroydenOptions(Memory = 4, Safeguard = 10.0), tanh, 4L, 12L
-      "element 1 turns NaN", BroydenOptions(Memory = 3), elementOneTurnsNaN (), 3L, 6L ]
+      "element 1 turns NaN", BroydenOptions(Memory = 3), elementOneTurnsNaN (), 3L, 6L
+      "f returns a view every fifth call", BroydenOptions(Memory = 9), aViewEveryFifth tanh13, 3L, 13L ]
 
 let private maxAbs (a: Tensor) (b: Tensor) = (a - b).abs().max().``to``(ScalarType.Float64).item<float>()
 
@@ -54,21 +68,24 @@ let products =
                     Expect.equal rows.StepsPerElement batched.StepsPerElement what
                     Expect.equal (bits rows.Value) (bits batched.Value) $"{what}: the same best iterate, bit for bit"
                     compared <- compared + 1
-            Expect.equal compared 12 "every case ran both ways"
+            Expect.equal compared 14 "every case ran both ways"
         }
 
-        test "Broyden's step in C# takes the steps of libtorch's form, its iterates equal to round-off (float64; float32 to its own), a NaN element included" {
+        test "Broyden's step in C#, V explicit or implicit, takes the steps of libtorch's form, its iterates equal to round-off (float64; float32 to its own), a NaN element included" {
             use scope = torch.NewDisposeScope()
             for dtype, tol in [ ScalarType.Float64, 1e-12; ScalarType.Float32, 1e-4 ] do
                 for name, bo, f, b, n in cases () do
                     let f (z: Tensor) = (f (z.``to``(ScalarType.Float64))).``to``(dtype)
                     let solve = Broyden.Create(SolverOptions(Tol = 1e-30, MaxIter = 25), bo)
+                    // A broadcast z0 (InitialGuess.Zeros) for the C# forms: their first step copies it to stay in C#.
                     let z0 = torch.zeros([| b; n |], dtype = dtype)
-                    let host, libtorch = withHost true solve f z0, withHost false solve f z0
-                    let what = $"{name}, {dtype}"
-                    Expect.equal host.StatusPerElement libtorch.StatusPerElement what
-                    Expect.equal host.StepsPerElement libtorch.StepsPerElement what
-                    Expect.isLessThan (maxAbs host.Value libtorch.Value) tol $"{what}: the best iterates"
+                    let broadcast = InitialGuess.Zeros([| b; n |], dtype, torch.CPU)
+                    let libtorch = withHost false solve f z0
+                    for form, host in [ "V explicit", withHost true solve f broadcast; "V implicit", withImplicitV solve f broadcast ] do
+                        let what = $"{name}, {dtype}, {form}"
+                        Expect.equal host.StatusPerElement libtorch.StatusPerElement what
+                        Expect.equal host.StepsPerElement libtorch.StepsPerElement what
+                        Expect.isLessThan (maxAbs host.Value libtorch.Value) tol $"{what}: the best iterates"
         }
 
         test "Broyden's step in C# gives the same bits on one thread and on two (elements in parallel)" {
@@ -78,13 +95,20 @@ let products =
             let solve = Broyden.Create(SolverOptions(Tol = 1e-30, MaxIter = 12), BroydenOptions(Memory = 5))
             let z0 = torch.zeros([| 3L; 2048L |], dtype = ScalarType.Float64)
             let threads = torch.get_num_threads()
-            let run n =
-                torch.set_num_threads n
-                try withHost true solve f z0 finally torch.set_num_threads threads
-            let one, two = run 1, run 2
-            Expect.equal two.StepsPerElement one.StepsPerElement "steps"
-            Expect.equal (bits two.Value) (bits one.Value) "the best iterate, bit for bit"
-            Expect.isLessThan (maxAbs one.Value (withHost false solve f z0).Value) 1e-12 "and libtorch's form's to round-off"
+            let libtorch = withHost false solve f z0
+            for form, solveIn in [ "V explicit", withHost true; "V implicit", withImplicitV ] do
+                let run n =
+                    torch.set_num_threads n
+                    try solveIn solve f z0 finally torch.set_num_threads threads
+                let one, two = run 1, run 2
+                Expect.equal two.StepsPerElement one.StepsPerElement $"{form}: steps"
+                Expect.equal (bits two.Value) (bits one.Value) $"{form}: the best iterate, bit for bit"
+                Expect.isLessThan (maxAbs one.Value libtorch.Value) 1e-12 $"{form}: and libtorch's form's to round-off"
+        }
+
+        test "V is kept implicit where rows are long against the slots, and only there" {
+            Expect.isTrue (Broyden.ImplicitPays(30720L, 19)) "h 512's rows of 30 720 with 19 slots"
+            Expect.isFalse (Broyden.ImplicitPays(128L, 29)) "the toy's rows of 128 with 29 slots"
         }
 
         test "the step runs in C# for CPU float32 and float64 factors of any size" {
