@@ -1,21 +1,28 @@
 using System.Diagnostics;
+using TorchSharp;
 
 namespace Deq.Experiments.Benchmarks;
 
 /// <summary>
 /// The floor under Broyden's bookkeeping at the solver-overhead shape: how fast one core reads float32 rows with the
 /// C# step's own dot kernel (dot products against one row, four rows per sweep), from memory and from cache, and what
-/// reading the factors costs at that rate. A step's passes over the factors cannot beat it, so it tells whether a
-/// target in fractions of f is within reach on the machine at hand.
+/// reading the factors costs at that rate; and what the new slots a step writes cost to fault in, since the factors are
+/// fresh memory each solve (<see cref="Deq.Native.FreedMemory"/>). A step's passes and new slots cannot beat it, so it
+/// tells whether a target in fractions of f is within reach on the machine at hand.
 /// </summary>
 /// <param name="ColdGBps">GB/s when the rows come from memory (a buffer larger than the last-level cache written in between).</param>
 /// <param name="WarmGBps">GB/s when they are in cache.</param>
 /// <param name="FactorMBPerStep">MB of one factor (U or V) in use per step, averaged over the solve's Broyden steps.</param>
-public sealed record FactorBandwidth(double ColdGBps, double WarmGBps, double FactorMBPerStep)
+/// <param name="FreshGBps">GB/s at which fresh factor memory is faulted in: a first write's time less a second's.</param>
+/// <param name="NewSlotsMBPerStep">MB of new slots a step writes (one row of U and one of V per element).</param>
+public sealed record FactorBandwidth(double ColdGBps, double WarmGBps, double FactorMBPerStep, double FreshGBps, double NewSlotsMBPerStep)
 {
     /// <summary>Milliseconds a step spends reading the factors <paramref name="passes"/> times (one pass: U or V once),
     /// from cache (the least possible) and from memory. A real step sits between: f evicts part of the factors.</summary>
     public (double FromCache, double FromMemory) Milliseconds(int passes) => (passes * FactorMBPerStep / WarmGBps, passes * FactorMBPerStep / ColdGBps);
+
+    /// <summary>Milliseconds a step spends faulting in its new slots.</summary>
+    public double NewSlotsMilliseconds => NewSlotsMBPerStep / FreshGBps;
 
     /// <summary>Measures at Broyden's shape: <paramref name="batch"/> rows of <paramref name="width"/> floats per slot,
     /// <paramref name="steps"/> recorded steps (so steps - 1 Broyden steps, the k-th with k slots in use).</summary>
@@ -41,7 +48,26 @@ public sealed record FactorBandwidth(double ColdGBps, double WarmGBps, double Fa
             return factors.Length * 4.0 / best / 1e9;
         }
         Best(false);   // compiled optimised before timing
-        return new FactorBandwidth(Best(true), Best(false), slots * batch * width * 4 / 1e6);
+        return new FactorBandwidth(Best(true), Best(false), slots * batch * width * 4 / 1e6, FreshRate(batch, steps - 1, width, repeats),
+            2.0 * batch * width * 4 / 1e6);
+    }
+
+    // Factors as Broyden allocates them (libtorch's empty, through the allocator as set), written twice: the first
+    // write faults the pages in, the second is the write alone. The least of each over the repeats.
+    static double FreshRate(int batch, int slots, int width, int repeats)
+    {
+        double first = double.PositiveInfinity, second = double.PositiveInfinity;
+        for (int r = 0; r < Math.Max(3, repeats / 3); r++)
+        {
+            using var factors = torch.empty(batch, Math.Max(1, slots), width);
+            var clock = Stopwatch.StartNew();
+            factors.fill_(1f);
+            first = Math.Min(first, clock.Elapsed.TotalSeconds);
+            clock.Restart();
+            factors.fill_(2f);
+            second = Math.Min(second, clock.Elapsed.TotalSeconds);
+        }
+        return (double)batch * Math.Max(1, slots) * width * 4 / Math.Max(first - second, 1e-9) / 1e9;
     }
 
     // Keeps the dots observable, so the loops are not removed.

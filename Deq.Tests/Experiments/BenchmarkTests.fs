@@ -18,14 +18,17 @@ let tests =
             Expect.throwsT<ArgumentException> (fun () -> MemoryProbeConfig(Device = "tpu").Validate() |> ignore) "unknown device"
         }
 
-        test "the factor floor averages the slots in use over a solve's Broyden steps and converts MB at GB/s to ms" {
+        test "the factor floor averages the slots in use over a solve's Broyden steps, counts its new slots, and converts MB at GB/s to ms" {
             // 5 recorded steps: Broyden steps with 0, 1, 2, 3 slots in use, 1.5 on average, of 2 rows x 1024 floats.
             let b = FactorBandwidth.Measure(2, 1024, 5, repeats = 1)
             Expect.floatClose Accuracy.veryHigh b.FactorMBPerStep (1.5 * 2.0 * 1024.0 * 4.0 / 1e6) "MB of one factor a step"
             Expect.isTrue (b.ColdGBps > 0.0 && b.WarmGBps > 0.0 && Double.IsFinite b.ColdGBps && Double.IsFinite b.WarmGBps) $"rates measured: {b}"
-            let struct (fromCache, fromMemory) = b.Milliseconds 3
-            Expect.floatClose Accuracy.veryHigh fromMemory (3.0 * b.FactorMBPerStep / b.ColdGBps) "three passes from memory"
-            Expect.floatClose Accuracy.veryHigh fromCache (3.0 * b.FactorMBPerStep / b.WarmGBps) "three passes from cache"
+            let struct (fromCache, fromMemory) = b.Milliseconds 2
+            Expect.floatClose Accuracy.veryHigh fromMemory (2.0 * b.FactorMBPerStep / b.ColdGBps) "two passes from memory"
+            Expect.floatClose Accuracy.veryHigh fromCache (2.0 * b.FactorMBPerStep / b.WarmGBps) "two passes from cache"
+            Expect.floatClose Accuracy.veryHigh b.NewSlotsMBPerStep (2.0 * 2.0 * 1024.0 * 4.0 / 1e6) "a row of U and one of V per element a step"
+            Expect.isTrue (b.FreshGBps > 0.0 && Double.IsFinite b.FreshGBps) $"fresh pages timed: {b}"
+            Expect.floatClose Accuracy.veryHigh b.NewSlotsMilliseconds (b.NewSlotsMBPerStep / b.FreshGBps) "their ms"
         }
 
         test "probe arguments round-trip through the CLI's option names" {
