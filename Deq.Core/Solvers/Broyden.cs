@@ -97,7 +97,8 @@ public static class Broyden
         Window? _full;
         // g, J^-1 g and a spare, [batch, width] each, whose roles rotate (Advance): a step writes g_new into the
         // spare, J^-1 g_new into the old g's buffer (spent once dg is formed) and u into the old J^-1 g's (spent once
-        // u is formed). With Dx and Dg (where fresh is new pages) that is five buffers; f runs beside them. Where
+        // u is formed). With Dx and Dg (where fresh is new pages and V is explicit) that is five buffers, with V
+        // implicit three (dx goes into its slot, dg is never formed); f runs beside them. Where
         // fresh is cheap, g_new and J^-1 g_new are fresh tensors that take over their roles (Advance).
         Tensor _g, _jg, _spare;
 
