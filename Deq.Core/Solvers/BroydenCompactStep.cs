@@ -62,10 +62,9 @@ internal static class BroydenCompactStep
             var rows = vAll.Slice(i * memory * width, memory * width);
             for (int j = 0; j < used; j++)
             {
-                var coefficients = w.AsSpan((i * memory + j) * memory, j).ToArray();
-                CombinationAndDots(coefficients, rows[..(j * width)], scratch, default, null, width);
+                CombinationAndDots<T>(w.AsSpan((i * memory + j) * memory, j), rows[..(j * width)], scratch, default, null, width);
                 var row = rows.Slice(j * width, width);
-                for (int c = 0; c < width; c++) row[c] = scratch[c] - row[c];
+                Difference<T>(scratch, row, row);
             }
         }
     }

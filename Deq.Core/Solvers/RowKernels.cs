@@ -19,7 +19,8 @@ internal static class RowKernels
         else Difference<double>(All<double>(a), All<double>(b), All<double>(into));
     }
 
-    static void Difference<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> into) where T : unmanaged, INumber<T>
+    // into = a - b (into may be a or b itself: each entry is read before it is written).
+    public static void Difference<T>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> into) where T : unmanaged, INumber<T>
     {
         ReadOnlySpan<Vector<T>> av = Vectors(a), bv = Vectors(b);
         Span<Vector<T>> iv = Vectors(into);
@@ -56,7 +57,7 @@ internal static class RowKernels
 
     // into = sum_j s_j rows_j, summed in j's order from zero (as a product's sum is formed); with `dots` set, also
     // dots[j] = rows_j . x in the same read of each row. Four rows per sweep.
-    public static void CombinationAndDots<T>(T[] s, ReadOnlySpan<T> rows, Span<T> into, ReadOnlySpan<T> x, T[]? dots, int width) where T : unmanaged, INumber<T>
+    public static void CombinationAndDots<T>(ReadOnlySpan<T> s, ReadOnlySpan<T> rows, Span<T> into, ReadOnlySpan<T> x, T[]? dots, int width) where T : unmanaged, INumber<T>
     {
         into.Clear();
         var iv = Vectors(into);

@@ -48,8 +48,8 @@ public sealed record FactorBandwidth(double ColdGBps, double WarmGBps, double Fa
             return factors.Length * 4.0 / best / 1e9;
         }
         Best(false);   // compiled optimised before timing
-        return new FactorBandwidth(Best(true), Best(false), slots * batch * width * 4 / 1e6, FreshRate(batch, steps - 1, width, repeats),
-            2.0 * batch * width * 4 / 1e6);
+        double slotMB = batch * width * 4 / 1e6;   // one slot: a row per element
+        return new FactorBandwidth(Best(true), Best(false), slots * slotMB, FreshRate(batch, Math.Max(1, steps - 1), width, repeats), 2 * slotMB);
     }
 
     // Factors as Broyden allocates them (libtorch's empty, through the allocator as set), written twice: the first
@@ -59,7 +59,7 @@ public sealed record FactorBandwidth(double ColdGBps, double WarmGBps, double Fa
         double first = double.PositiveInfinity, second = double.PositiveInfinity;
         for (int r = 0; r < Math.Max(3, repeats / 3); r++)
         {
-            using var factors = torch.empty(batch, Math.Max(1, slots), width);
+            using var factors = torch.empty(batch, slots, width);
             var clock = Stopwatch.StartNew();
             factors.fill_(1f);
             first = Math.Min(first, clock.Elapsed.TotalSeconds);
@@ -67,7 +67,7 @@ public sealed record FactorBandwidth(double ColdGBps, double WarmGBps, double Fa
             factors.fill_(2f);
             second = Math.Min(second, clock.Elapsed.TotalSeconds);
         }
-        return (double)batch * Math.Max(1, slots) * width * 4 / Math.Max(first - second, 1e-9) / 1e9;
+        return (double)batch * slots * width * 4 / Math.Max(first - second, 1e-9) / 1e9;
     }
 
     // Keeps the dots observable, so the loops are not removed.
