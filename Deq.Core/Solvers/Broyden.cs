@@ -42,7 +42,7 @@ public static class Broyden
     {
         var bo = (broyden ?? BroydenOptions.Default).Validate();
         var name = (bo.LineSearch ? "broyden(line-search)" : "broyden") + (bo.Safeguard > 0 ? $"(safeguard={bo.Safeguard})" : "");
-        var solver = new SolverMethod<Factors>(name, (ctx, it) => new Factors(ctx, Slots(ctx, bo), it, bo.Safeguard > 0), (ctx, st, it) => Step(ctx, st, it, bo),
+        var solver = new SolverMethod<State>(name, (ctx, it) => Init(ctx, it, bo), (ctx, st, it) => st.Step(ctx, it, bo),
             st => st.Release()).ToSolver(options);
         return SolverDescriptions.Register(solver, $"{name}(m={bo.Memory}, {SolverDescriptions.Limits((options ?? SolverOptions.Default).Validate())})");
     }
@@ -85,6 +85,39 @@ public static class Broyden
     internal static bool ProductsRowWise(Tensor z, long batch, long width) =>
         ForceRowWise ?? (FreshIsNewPages(z, batch, width) && width * z.ElementSize >= 32 * 1024);
 
+    // The steps alone where they can carry the solve (BroydenSteps), else the factors U and V.
+    static State Init(SolveContext ctx, Iterate first, BroydenOptions bo)
+    {
+        int slots = Slots(ctx, bo);
+        return BroydenSteps.Suit(ctx, first.Z, bo, slots)
+            ? new State { Steps = new BroydenSteps(ctx, first, slots) }
+            : new State { Factors = new Factors(ctx, slots, first, bo.Safeguard > 0) };
+    }
+
+    // A solve's state: its steps until the ring would wrap, then (or from the start) the factors U and V.
+    sealed class State
+    {
+        public BroydenSteps? Steps;
+        public Factors? Factors;
+
+        public Iterate Step(SolveContext ctx, Iterate it, BroydenOptions bo)
+        {
+            if (Steps is { } steps)
+            {
+                if (!steps.Full(ctx)) return steps.Step(ctx, it);
+                var (u, v, jg) = steps.ToFactors();
+                (Factors, Steps) = (new Factors(ctx, u, v, it, jg), null);
+            }
+            return Broyden.Step(ctx, Factors!, it, bo);
+        }
+
+        public void Release()
+        {
+            Steps?.Release();
+            Factors?.Release();
+        }
+    }
+
     // Slots a solve can fill: one per step after the first, so no more than MaxIter - 1 (a ring of Memory would leave
     // the rest unwritten, yet its pages are faulted in: huge pages cover several slots).
     static int Slots(SolveContext ctx, BroydenOptions bo) => Math.Max(1, Math.Min(bo.Memory, ctx.Options.MaxIter - 1));
@@ -125,6 +158,22 @@ public static class Broyden
             if (Host && ImplicitPays(n, memory)) W = BroydenCompactStep.NewW(U);
             else if (Host || FreshIsNewPages(z, b, n)) (Dx, Dg) = (ctx.Keep(Fresh(ctx, z)), ctx.Keep(Fresh(ctx, z)));
             if (!Host && ProductsRowWise(z, b, n)) Row = ctx.Keep(torch.empty(1, n, dtype: z.dtype, device: z.device));
+        }
+
+        // The factors of BroydenSteps.ToFactors, at the iterate `current` whose J^-1 g they hand on: V explicit, with the
+        // explicit form's buffers (the same ones a solve in this form from the start holds once its ring wraps).
+        public Factors(SolveContext ctx, Tensor u, Tensor v, Iterate current, Tensor jg)
+        {
+            _ctx = ctx;
+            (U, V) = (ctx.Keep(u), v);
+            var memory = (int)u.size(1);
+            USlot = Enumerable.Range(0, memory).Select(i => ctx.Keep(U.select(1, i))).ToArray();
+            VSlot = Enumerable.Range(0, memory).Select(i => ctx.Keep(V.select(1, i))).ToArray();
+            (_g, _jg, _spare) = (Fresh(ctx, current.Z).DetachFromDisposeScope(), jg, Fresh(ctx, current.Z).DetachFromDisposeScope());
+            _g.copy_(current.Fz).sub_(current.Z);
+            Host = BroydenHostStep.Suit(U);
+            (Dx, Dg) = (ctx.Keep(Fresh(ctx, current.Z)), ctx.Keep(Fresh(ctx, current.Z)));
+            if (!Host && ProductsRowWise(current.Z, ctx.Batch, ctx.Width)) Row = ctx.Keep(torch.empty(1, ctx.Width, dtype: u.dtype, device: u.device));
         }
 
         // Set where the step after f runs in C# (CPU float32/float64), into the buffers.
