@@ -31,9 +31,10 @@ public sealed record BroydenOptions(int Memory = 30, bool LineSearch = false, in
 /// U, V [batch, m, width] with m = min(Memory, MaxIter - 1), the slots a solve can fill (a slot is one
 /// contiguous row per element), so memory is O(batch x width x m). Each batch element has its own factors and its own line search.
 /// A step costs two low-rank products: J^-1 g_new and dx^T J^-1; J^-1 dg follows from the first
-/// by linearity, and the next direction J_new^-1 g_new from the rank-one update itself. On the CPU the step after f
-/// runs in C# and, until the ring wraps, keeps V implicit (<see cref="BroydenCompactStep"/>): the factors are read
-/// twice a step, not three times.
+/// by linearity, and the next direction J_new^-1 g_new from the rank-one update itself. On the CPU, a solve with full
+/// steps (no line search, no safeguard) keeps the steps alone (<see cref="BroydenSteps"/>): one tensor of slots, each read
+/// once a step, until the ring would wrap, when they turn into U and V. Otherwise the step after f runs in C# and, until
+/// the ring wraps, keeps V implicit (<see cref="BroydenCompactStep"/>): the factors are read twice a step.
 /// </summary>
 public static class Broyden
 {

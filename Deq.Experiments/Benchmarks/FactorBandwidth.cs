@@ -5,23 +5,25 @@ namespace Deq.Experiments.Benchmarks;
 
 /// <summary>
 /// The floor under Broyden's bookkeeping at the solver-overhead shape: how fast one core reads float32 rows with the
-/// C# step's own dot kernel (dot products against one row, four rows per sweep), from memory and from cache, and what
-/// reading the factors costs at that rate; and what the new slots a step writes cost to fault in, since the factors are
-/// fresh memory each solve (<see cref="Deq.Native.FreedMemory"/>). A step's passes and new slots cannot beat it, so it
-/// tells whether a target in fractions of f is within reach on the machine at hand.
+/// C# steps' dot kernel (dot products against one row, four rows per sweep), from memory and from cache, and what
+/// reading the slots in use costs at that rate; and what the new slot a step writes costs to fault in, since the slots
+/// are fresh memory each solve (<see cref="Deq.Native.FreedMemory"/>). A step's reads and new slot cannot beat it, so it
+/// tells whether a target in fractions of f is within reach on the machine at hand. Broyden on the CPU keeps its steps
+/// (Deq.Solvers.BroydenSteps): one sweep reads each slot in use once, and a step writes one new slot.
 /// </summary>
 /// <param name="ColdGBps">GB/s when the rows come from memory (a buffer larger than the last-level cache written in between).</param>
 /// <param name="WarmGBps">GB/s when they are in cache.</param>
-/// <param name="FactorMBPerStep">MB of one factor (U or V) in use per step, averaged over the solve's Broyden steps.</param>
+/// <param name="FactorMBPerStep">MB of the slots a step's sweep reads, averaged over the solve's Broyden steps (the k-th of
+/// n reads k + 1 slots, the last none: the same average as 0 .. n - 1).</param>
 /// <param name="FreshGBps">GB/s at which fresh factor memory is faulted in: a first write's time less a second's.</param>
-/// <param name="NewSlotsMBPerStep">MB of new slots a step writes (one row of U and one of V per element).</param>
+/// <param name="NewSlotsMBPerStep">MB of new slots a step writes (one row per element: its next step).</param>
 public sealed record FactorBandwidth(double ColdGBps, double WarmGBps, double FactorMBPerStep, double FreshGBps, double NewSlotsMBPerStep)
 {
-    /// <summary>Milliseconds a step spends reading the factors <paramref name="passes"/> times (one pass: U or V once),
-    /// from cache (the least possible) and from memory. A real step sits between: f evicts part of the factors.</summary>
+    /// <summary>Milliseconds a step spends reading the slots in use <paramref name="passes"/> times, from cache (the least
+    /// possible) and from memory. A real step sits between: f evicts part of them.</summary>
     public (double FromCache, double FromMemory) Milliseconds(int passes) => (passes * FactorMBPerStep / WarmGBps, passes * FactorMBPerStep / ColdGBps);
 
-    /// <summary>Milliseconds a step spends faulting in its new slots.</summary>
+    /// <summary>Milliseconds a step spends faulting in its new slot.</summary>
     public double NewSlotsMilliseconds => NewSlotsMBPerStep / FreshGBps;
 
     /// <summary>Measures at Broyden's shape: <paramref name="batch"/> rows of <paramref name="width"/> floats per slot,
@@ -49,10 +51,10 @@ public sealed record FactorBandwidth(double ColdGBps, double WarmGBps, double Fa
         }
         Best(false);   // compiled optimised before timing
         double slotMB = batch * width * 4 / 1e6;   // one slot: a row per element
-        return new FactorBandwidth(Best(true), Best(false), slots * slotMB, FreshRate(batch, Math.Max(1, steps - 1), width, repeats), 2 * slotMB);
+        return new FactorBandwidth(Best(true), Best(false), slots * slotMB, FreshRate(batch, Math.Max(1, steps - 1), width, repeats), slotMB);
     }
 
-    // Factors as Broyden allocates them (libtorch's empty, through the allocator as set), written twice: the first
+    // Slots as Broyden allocates them (libtorch's empty, through the allocator as set), written twice: the first
     // write faults the pages in, the second is the write alone. The least of each over the repeats.
     static double FreshRate(int batch, int slots, int width, int repeats)
     {

@@ -18,15 +18,16 @@ let tests =
             Expect.throwsT<ArgumentException> (fun () -> MemoryProbeConfig(Device = "tpu").Validate() |> ignore) "unknown device"
         }
 
-        test "the factor floor averages the slots in use over a solve's Broyden steps, counts its new slots, and converts MB at GB/s to ms" {
-            // 5 recorded steps: Broyden steps with 0, 1, 2, 3 slots in use, 1.5 on average, of 2 rows x 1024 floats.
+        test "the floor averages the slots a sweep reads over a solve's Broyden steps, counts its new slot, and converts MB at GB/s to ms" {
+            // 5 recorded steps: Broyden steps whose sweeps read 1, 2, 3 and 0 slots (the last forms no next step), 1.5 on
+            // average, of 2 rows x 1024 floats.
             let b = FactorBandwidth.Measure(2, 1024, 5, repeats = 1)
-            Expect.floatClose Accuracy.veryHigh b.FactorMBPerStep (1.5 * 2.0 * 1024.0 * 4.0 / 1e6) "MB of one factor a step"
+            Expect.floatClose Accuracy.veryHigh b.FactorMBPerStep (1.5 * 2.0 * 1024.0 * 4.0 / 1e6) "MB a sweep reads a step"
             Expect.isTrue (b.ColdGBps > 0.0 && b.WarmGBps > 0.0 && Double.IsFinite b.ColdGBps && Double.IsFinite b.WarmGBps) $"rates measured: {b}"
-            let struct (fromCache, fromMemory) = b.Milliseconds 2
-            Expect.floatClose Accuracy.veryHigh fromMemory (2.0 * b.FactorMBPerStep / b.ColdGBps) "two passes from memory"
-            Expect.floatClose Accuracy.veryHigh fromCache (2.0 * b.FactorMBPerStep / b.WarmGBps) "two passes from cache"
-            Expect.floatClose Accuracy.veryHigh b.NewSlotsMBPerStep (2.0 * 2.0 * 1024.0 * 4.0 / 1e6) "a row of U and one of V per element a step"
+            let struct (fromCache, fromMemory) = b.Milliseconds 1
+            Expect.floatClose Accuracy.veryHigh fromMemory (b.FactorMBPerStep / b.ColdGBps) "one sweep from memory"
+            Expect.floatClose Accuracy.veryHigh fromCache (b.FactorMBPerStep / b.WarmGBps) "one sweep from cache"
+            Expect.floatClose Accuracy.veryHigh b.NewSlotsMBPerStep (2.0 * 1024.0 * 4.0 / 1e6) "a row per element a step"
             Expect.isTrue (b.FreshGBps > 0.0 && Double.IsFinite b.FreshGBps) $"fresh pages timed: {b}"
             Expect.floatClose Accuracy.veryHigh b.NewSlotsMilliseconds (b.NewSlotsMBPerStep / b.FreshGBps) "their ms"
         }
