@@ -22,14 +22,6 @@ let private inForm (steps: bool) (solve: Solver) f (z0: Tensor) =
         BroydenSteps.Force <- Nullable()
         Broyden.ForceHostStep <- Nullable()
 
-// f's output as a strided view (the same values) on every fifth call: the steps form copies its rows.
-let private aViewEveryFifth (f: Tensor -> Tensor) =
-    let mutable calls = 0
-    fun (z: Tensor) ->
-        calls <- calls + 1
-        let y = f z
-        if calls % 5 = 0 then y.t().contiguous().t() else y
-
 // Full steps: memory 30 against 24 steps at most (the ring cannot wrap), or 3 and 9 (the steps turn into U and V when
 // it would). A width that leaves a tail after the SIMD vectors whatever their length, an element that turns NaN, and f
 // returning a view. The tolerance: out of reach, or (the NaN case's other elements, on a linear map, reach a residual of
@@ -44,8 +36,6 @@ let private cases () =
       "element 1 turns NaN", BroydenOptions(), elementOneTurnsNaN (), 3L, 6L, 1e-12
       "element 1 turns NaN, the ring wraps", BroydenOptions(Memory = 3), elementOneTurnsNaN (), 3L, 6L, 1e-12
       "f returns a view every fifth call", BroydenOptions(Memory = 9), aViewEveryFifth tanh13, 3L, 13L, 1e-30 ]
-
-let private maxAbs (a: Tensor) (b: Tensor) = (a - b).abs().max().``to``(ScalarType.Float64).item<float>()
 
 [<Tests>]
 let steps =
@@ -65,7 +55,7 @@ let steps =
                         Expect.equal steps.StatusPerElement libtorch.StatusPerElement what
                         Expect.equal steps.StepsPerElement libtorch.StepsPerElement what
                         Expect.equal steps.Evaluations libtorch.Evaluations what
-                        Expect.isLessThan (maxAbs steps.Value libtorch.Value) tol $"{what}: the best iterates"
+                        Expect.isLessThan (maxAbsDiff steps.Value libtorch.Value) tol $"{what}: the best iterates"
         }
 
         test "gives the same bits on one thread and on two (elements in parallel), the ring wrapping or not" {
@@ -81,7 +71,7 @@ let steps =
                 let one, two = run 1, run 2
                 Expect.equal two.StepsPerElement one.StepsPerElement $"memory {memory}: steps"
                 Expect.equal (bits two.Value) (bits one.Value) $"memory {memory}: the best iterate, bit for bit"
-                Expect.isLessThan (maxAbs one.Value (inForm false solve f z0).Value) 1e-12 $"memory {memory}: and libtorch's form's to round-off"
+                Expect.isLessThan (maxAbsDiff one.Value (inForm false solve f z0).Value) 1e-12 $"memory {memory}: and libtorch's form's to round-off"
         }
 
         test "is chosen for full steps on the CPU, and only there" {

@@ -87,5 +87,14 @@ let tanhProblems rhoLo rhoHi =
 let bits (t: Tensor) =
     t.``to``(ScalarType.Float64).data<float>().ToArray() |> Array.map System.BitConverter.DoubleToInt64Bits
 
-/// The largest element of |a - b|.
-let maxAbsDiff (a: Tensor) (b: Tensor) = (a - b).abs().max().item<float>()
+/// The largest element of |a - b| (float32 or float64), as a float.
+let maxAbsDiff (a: Tensor) (b: Tensor) = (a - b).abs().max().``to``(ScalarType.Float64).item<float>()
+
+/// f with its output as a strided view (the same values) on every fifth call: a user's f may return one, and the
+/// solvers' C# steps read rows.
+let aViewEveryFifth (f: Tensor -> Tensor) =
+    let mutable calls = 0
+    fun (z: Tensor) ->
+        calls <- calls + 1
+        let y = f z
+        if calls % 5 = 0 then y.t().contiguous().t() else y
