@@ -20,7 +20,7 @@ internal static class BroydenHostStep
 {
     /// <summary>Whether the step runs here for factors like <paramref name="u"/> ([batch, memory, width]): CPU float32/float64.</summary>
     public static bool Suit(Tensor u) =>
-        u.device_type == DeviceType.CPU && (u.dtype is ScalarType.Float32 or ScalarType.Float64) && u.is_contiguous();
+        u.device_type == DeviceType.CPU && (u.dtype is ScalarType.Float32 or ScalarType.Float64) && u.is_contiguous() && HostReductions.Fits(u);
 
     /// <summary>Whether this step's tensors can be read as rows: each contiguous (a user's f may return a view).</summary>
     public static bool Readable(params Tensor[] ts) => ts.All(t => t.is_contiguous());

@@ -76,7 +76,7 @@ internal sealed class HostLedger : SolveLedger
 
     static bool RowsReadable(Tensor z, Tensor best) =>
         z.device_type == DeviceType.CPU && best.device_type == DeviceType.CPU && z.dtype == best.dtype &&
-        z.dim() == 2 && best.dim() == 2 && z.is_contiguous() && best.is_contiguous();
+        z.dim() == 2 && best.dim() == 2 && z.is_contiguous() && best.is_contiguous() && HostReductions.Fits(z);
 
     // The improved elements' rows of z into the best, in C#, where torch.where cost a dispatch and a broadcast (9 us a
     // step on the toy, more than half the ledger's time there). An owned best takes them in place; a best that is a

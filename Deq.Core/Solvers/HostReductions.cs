@@ -21,7 +21,14 @@ internal static class HostReductions
     /// </summary>
     public static bool Reads(Tensor t, ResidualNorm norm) =>
         norm == ResidualNorm.L2 && t.device_type == DeviceType.CPU && (t.dtype is ScalarType.Float32 or ScalarType.Float64) &&
-        t.dim() == 2 && t.stride(1) == 1 && t.stride(0) >= t.size(1) && (t.numel() <= SmallElements || torch.get_num_threads() == 1);
+        t.dim() == 2 && t.stride(1) == 1 && t.stride(0) >= t.size(1) && (t.numel() <= SmallElements || torch.get_num_threads() == 1) &&
+        Spans((t.size(0) - 1) * t.stride(0) + t.size(1), t);
+
+    /// <summary>Whether <paramref name="t"/>'s memory fits one span (TorchSharp's <c>bytes</c>: at most int.MaxValue bytes;
+    /// it throws beyond), so C# can read it; larger tensors stay with libtorch's ops.</summary>
+    public static bool Fits(Tensor t) => Spans(t.numel(), t);
+
+    static bool Spans(long elements, Tensor t) => elements * t.ElementSize <= int.MaxValue;
 
     /// <summary>
     /// ||d|| and ||f|| per row of [rows, width] tensors of one dtype, in one pass: d = f - <paramref name="other"/>
@@ -59,7 +66,7 @@ internal static class HostReductions
     /// <summary>Whether every entry is finite, for a contiguous CPU float32/float64 tensor; null for any other (ask libtorch).</summary>
     public static bool? AllFinite(Tensor t)
     {
-        if (t.device_type != DeviceType.CPU || !t.is_contiguous()) return null;
+        if (t.device_type != DeviceType.CPU || !t.is_contiguous() || !Fits(t)) return null;
         if (t.dtype == ScalarType.Float32) return AllFinite(MemoryMarshal.Cast<byte, float>(t.bytes));
         if (t.dtype == ScalarType.Float64) return AllFinite(MemoryMarshal.Cast<byte, double>(t.bytes));
         return null;

@@ -83,6 +83,8 @@ let steps =
             Expect.isFalse (applies (BroydenOptions(Safeguard = 10.0)) f32 cpu) "the safeguard resets elements"
             Expect.isFalse (applies (BroydenOptions()) ScalarType.Float16 cpu) "float16"
             Expect.isFalse (applies (BroydenOptions()) f32 DeviceType.CUDA) "an accelerator"
-            Expect.isFalse (BroydenSteps.Applies(BroydenOptions(), f32, cpu, int64 Int32.MaxValue + 1L)) "more entries than a span holds"
+            Expect.isTrue (BroydenSteps.Applies(BroydenOptions(), f32, cpu, int64 Int32.MaxValue / 4L)) "2 GiB of float32 slots"
+            Expect.isFalse (BroydenSteps.Applies(BroydenOptions(), f32, cpu, int64 Int32.MaxValue / 4L + 1L)) "more bytes than a span holds"
+            Expect.isFalse (BroydenSteps.Applies(BroydenOptions(), ScalarType.Float64, cpu, int64 Int32.MaxValue / 4L)) "float64: twice the bytes"
         }
     ]

@@ -54,6 +54,18 @@ let hostReductions =
             Expect.isFalse (HostReductions.Reads(f.T, ResidualNorm.L2)) "columns"
         }
 
+        test "tensors over 2 GiB stay with libtorch (TorchSharp's byte span throws beyond): norms, finiteness, Broyden's C# step" {
+            use scope = torch.NewDisposeScope()
+            // 2.4 GB of address space, never written, so never resident.
+            let big = torch.empty([| 2L; 300_000_000L |], dtype = ScalarType.Float32)
+            let small = torch.empty([| 2L; 1000L |], dtype = ScalarType.Float32)
+            Expect.isFalse (HostReductions.Fits big) "2.4 GB"
+            Expect.isTrue (HostReductions.Fits small) "8 KB"
+            Expect.isFalse (HostReductions.Reads(big, ResidualNorm.L2)) "not read on the host"
+            Expect.isFalse (HostReductions.AllFinite(big).HasValue) "finiteness asks libtorch"
+            Expect.isFalse (BroydenHostStep.Suit(big.reshape(2L, 3L, 100_000_000L))) "Broyden's factors: libtorch's form"
+        }
+
         test "AllFinite agrees with torch.isfinite wherever a NaN or Inf sits; null off its dtypes" {
             use scope = torch.NewDisposeScope()
             for dtype in [ ScalarType.Float32; ScalarType.Float64 ] do
