@@ -184,7 +184,9 @@ internal sealed class BroydenSteps
             // d = dx_k . t, with t = J_k^-1 g_new: the update's denominator is d + ||dx_k||^2.
             double n2 = _norm2[at + k];
             T denom = d + T.CreateTruncating(n2);
-            bool kept = T.Abs(denom) > tiny && T.IsFinite(denom);   // an infinite one makes u 0 in the U, V forms: dropped
+            // An infinite denominator makes u 0 in the U, V forms: dropped too. So is a step whose squared norm underflows
+            // to 0 (float32 steps under 1e-23), whose c would be infinite.
+            bool kept = T.Abs(denom) > tiny && T.IsFinite(denom) && n2 > 0;
             _c[at + k] = kept ? 1 / n2 : 0;
             double scale = kept ? -n2 / double.CreateTruncating(denom) : -1;
             var n2Next = double.CreateTruncating(Scale(t, T.CreateTruncating(scale)));
