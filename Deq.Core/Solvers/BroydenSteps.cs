@@ -70,16 +70,15 @@ internal sealed class BroydenSteps
         var x = ctx.NewIterate();
         if (it.Z.is_contiguous()) Sum(it.Z, k, x);
         else using (var slot = _steps.select(1, k)) x.copy_(it.Z).add_(slot);   // the first z, when a broadcast: the same sum
-
         var fx = ctx.Evaluate(x);
         if (!fx.is_contiguous()) fx = fx.contiguous();   // a user's f may return a view: its rows, copied
         if (k + 1 >= ctx.Options.MaxIter - 1) return new Iterate(x, fx);   // the solve's last step: no next one to form
         if (k + 1 == _slots) _pending = torch.empty_like(x).DetachFromDisposeScope();
         ForElements((int)ctx.Batch, _width, k + 3, (from, to) =>
-            {
-                if (x.dtype == ScalarType.Float32) Next<float>(x, fx, k, from, to, (float)BroydenHostStep.Tiny);
-                else Next<double>(x, fx, k, from, to, BroydenHostStep.Tiny);
-            });
+        {
+            if (x.dtype == ScalarType.Float32) Next<float>(x, fx, k, from, to, (float)BroydenHostStep.Tiny);
+            else Next<double>(x, fx, k, from, to, BroydenHostStep.Tiny);
+        });
         return new Iterate(x, fx);
     }
 
