@@ -144,8 +144,7 @@ public static class Broyden
             // saves a pass over 2 x memory copies of z per solve.
             U = ctx.Keep(torch.empty(b, memory, n, dtype: z.dtype, device: z.device));
             V = ctx.Keep(torch.empty(b, memory, n, dtype: z.dtype, device: z.device));
-            USlot = Enumerable.Range(0, memory).Select(i => ctx.Keep(U.select(1, i))).ToArray();
-            VSlot = Enumerable.Range(0, memory).Select(i => ctx.Keep(V.select(1, i))).ToArray();
+            (USlot, VSlot) = (SlotViews(ctx, U), SlotViews(ctx, V));
             (_g, _jg, _spare) = (Fresh(ctx, z).DetachFromDisposeScope(), Fresh(ctx, z).DetachFromDisposeScope(), Fresh(ctx, z).DetachFromDisposeScope());
             _g.copy_(first.Fz).sub_(first.Z);
             _jg.copy_(_g).neg_();
@@ -167,9 +166,7 @@ public static class Broyden
         {
             _ctx = ctx;
             (U, V) = (ctx.Keep(u), v);
-            var memory = (int)u.size(1);
-            USlot = Enumerable.Range(0, memory).Select(i => ctx.Keep(U.select(1, i))).ToArray();
-            VSlot = Enumerable.Range(0, memory).Select(i => ctx.Keep(V.select(1, i))).ToArray();
+            (USlot, VSlot) = (SlotViews(ctx, U), SlotViews(ctx, V));
             (_g, _jg, _spare) = (Fresh(ctx, current.Z).DetachFromDisposeScope(), jg, Fresh(ctx, current.Z).DetachFromDisposeScope());
             _g.copy_(current.Fz).sub_(current.Z);
             Host = BroydenHostStep.Suit(U);
@@ -193,6 +190,10 @@ public static class Broyden
             W = null;
             (Dx, Dg) = (_ctx.Keep(Fresh(_ctx, _g)), _ctx.Keep(Fresh(_ctx, _g)));
         }
+
+        // Each slot of factors [batch, memory, width] as a [batch, width] view, kept for the solve.
+        static Tensor[] SlotViews(SolveContext ctx, Tensor factors) =>
+            Enumerable.Range(0, (int)factors.size(1)).Select(i => ctx.Keep(factors.select(1, i))).ToArray();
 
         static Tensor Fresh(SolveContext ctx, Tensor z) => torch.empty(ctx.Batch, ctx.Width, dtype: z.dtype, device: z.device);
 

@@ -42,10 +42,10 @@ internal sealed class BroydenSteps
         Applies(bo, z.dtype, z.device_type, ctx.Batch * slots * ctx.Width);
 
     /// <summary>Whether the steps can carry a solve: full steps (no line search, no safeguard), CPU float32/float64, and
-    /// <paramref name="entries"/> (the slots') within one span of bytes (<see cref="HostReductions.Fits"/>).</summary>
+    /// <paramref name="entries"/> (the slots') within one span of bytes (<see cref="HostReductions.Spans"/>).</summary>
     internal static bool Applies(BroydenOptions bo, ScalarType dtype, DeviceType device, long entries) =>
         !bo.LineSearch && bo.Safeguard == 0 && device == DeviceType.CPU &&
-        dtype is ScalarType.Float32 or ScalarType.Float64 && entries * (dtype == ScalarType.Float32 ? 4 : 8) <= int.MaxValue;
+        dtype is ScalarType.Float32 or ScalarType.Float64 && HostReductions.Spans(entries, dtype == ScalarType.Float32 ? 4 : 8);
 
     public BroydenSteps(SolveContext ctx, Iterate first, int slots)
     {

@@ -22,13 +22,14 @@ internal static class HostReductions
     public static bool Reads(Tensor t, ResidualNorm norm) =>
         norm == ResidualNorm.L2 && t.device_type == DeviceType.CPU && (t.dtype is ScalarType.Float32 or ScalarType.Float64) &&
         t.dim() == 2 && t.stride(1) == 1 && t.stride(0) >= t.size(1) && (t.numel() <= SmallElements || torch.get_num_threads() == 1) &&
-        Spans((t.size(0) - 1) * t.stride(0) + t.size(1), t);
+        Spans((t.size(0) - 1) * t.stride(0) + t.size(1), t.ElementSize);
 
     /// <summary>Whether <paramref name="t"/>'s memory fits one span (TorchSharp's <c>bytes</c>: at most int.MaxValue bytes;
     /// it throws beyond), so C# can read it; larger tensors stay with libtorch's ops.</summary>
-    public static bool Fits(Tensor t) => Spans(t.numel(), t);
+    public static bool Fits(Tensor t) => Spans(t.numel(), t.ElementSize);
 
-    static bool Spans(long elements, Tensor t) => elements * t.ElementSize <= int.MaxValue;
+    /// <summary>Whether <paramref name="elements"/> of <paramref name="elementSize"/> bytes fit one span (see <see cref="Fits"/>).</summary>
+    public static bool Spans(long elements, long elementSize) => elements * elementSize <= int.MaxValue;
 
     /// <summary>
     /// ||d|| and ||f|| per row of [rows, width] tensors of one dtype, in one pass: d = f - <paramref name="other"/>
